@@ -1,0 +1,67 @@
+"""torch.distributed glue: under ``torchrun`` each process takes every world-th chunk of images
+and the float64 moment sums are all-reduced, so every process ends with the statistics a single
+process would compute. Without torchrun everything here is a no-op."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: str = "cpu") -> DistContext:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA); idempotent."""
+    if not launched_by_torchrun():
+        return DistContext()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    return DistContext(dist.get_rank(), dist.get_world_size())
+
+
+def current() -> DistContext:
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size())
+    return DistContext()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over processes in place (float64 stays float64)."""
+    ctx = current()
+    if ctx.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier() -> None:
+    if current().active:
+        dist.barrier()
+
+
+def all_gather_objects(obj) -> list:
+    ctx = current()
+    if not ctx.active:
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,196 @@
+"""One pass: source -> protocol -> extractor -> features (cached in chunks) -> float64 moments.
+
+Cache layout (``<cache>/features/<key>/``), where the key hashes the source's content
+fingerprint, the number of images, the protocol and the extractor with its weights' checksum:
+
+    chunk-000000.npz   features (float32) and the source indices of CHUNK_SIZE images
+    ...
+    stats.npz          mean/covariance of all features (written last)
+    meta.json          what produced the entry
+
+Every file is written to a temporary name and renamed, so an interrupted run leaves only whole
+chunks, and the next run extracts just the missing ones. Under torchrun, process r takes
+chunks r, r + W, r + 2W, ... and the float64 moment sums are all-reduced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genbench import distributed
+from genbench.errors import BadImageError, GenbenchError
+from genbench.extractors import FeatureExtractor
+from genbench.fileio import atomic_path, cache_dir
+from genbench.protocols import Protocol
+from genbench.sources import ImageSource
+from genbench.stats import FeatureStatistics, StreamingMoments
+
+CHUNK_SIZE = 500
+CACHE_VERSION = 1
+
+
+@dataclass
+class FeatureRun:
+    """What one extraction produced: statistics, counts, and where the features are cached."""
+
+    statistics: FeatureStatistics
+    source: str
+    num_images: int
+    skipped: list[str] = field(default_factory=list)
+    extracted: int = 0
+    seconds: float = 0.0
+    cache_entry: Path | None = None
+
+    def iter_features(self) -> Iterator[np.ndarray]:
+        """Cached features chunk by chunk (float32), in source order."""
+        if self.cache_entry is None:
+            raise GenbenchError("features of an uncached source were not kept; give the "
+                                "source a cache key or enable the cache")
+        for path in sorted(self.cache_entry.glob("chunk-*.npz")):
+            with np.load(path) as data:
+                yield data["features"]
+
+
+def cache_key(source: ImageSource, num_images: int, protocol: Protocol,
+              extractor: FeatureExtractor) -> str | None:
+    fingerprint = source.fingerprint()
+    if fingerprint is None:
+        return None
+    payload = json.dumps({"v": CACHE_VERSION, "source": fingerprint, "n": num_images,
+                          "protocol": protocol.name, "extractor": extractor.identity,
+                          "chunk": CHUNK_SIZE}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:40]
+
+
+def _load_batch(source: ImageSource, indices: list[int], skip_bad: bool):
+    if not skip_bad:
+        return indices, source.load_many(indices), []
+    kept, images, skipped = [], [], []
+    for i in indices:
+        try:
+            images.append(source.load(i))
+            kept.append(i)
+        except BadImageError:
+            skipped.append(source.location(i))
+    return kept, images, skipped
+
+
+def _batches(source: ImageSource, indices: list[int], batch_size: int, skip_bad: bool):
+    """Yield (kept indices, images, skipped locations) per batch, decoding the next batch in
+    a background thread while the current one runs through the network."""
+    groups = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_load_batch, source, groups[0], skip_bad) if groups else None
+        for k in range(len(groups)):
+            result = pending.result()
+            if k + 1 < len(groups):
+                pending = pool.submit(_load_batch, source, groups[k + 1], skip_bad)
+            yield result
+
+
+def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
+                   extractor: FeatureExtractor, batch_size: int, skip_bad: bool,
+                   bar: tqdm) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    feats, kept_all, skipped_all = [], [], []
+    for kept, images, skipped in _batches(source, indices, batch_size, skip_bad):
+        skipped_all += skipped
+        if images:
+            tensors = [torch.from_numpy(img).permute(2, 0, 1) for img in images]
+            feats.append(extractor(protocol(tensors)).numpy())
+            kept_all += kept
+        bar.update(len(kept) + len(skipped))
+    features = np.concatenate(feats) if feats else np.zeros((0, extractor.feature_dim),
+                                                            np.float32)
+    return features.astype(np.float32, copy=False), np.asarray(kept_all, np.int64), skipped_all
+
+
+def extract_statistics(source: ImageSource, protocol: Protocol, extractor: FeatureExtractor, *,
+                       num_images: int | None = None, batch_size: int = 50,
+                       use_cache: bool = True, skip_bad: bool = False,
+                       progress: bool = True, desc: str | None = None) -> FeatureRun:
+    """Features of the first ``num_images`` images of ``source`` (all when None), reduced to
+    float64 mean and covariance; resumes from and fills the cache."""
+    start_time = time.perf_counter()
+    total = len(source)
+    if num_images is not None:
+        if num_images > total:
+            raise GenbenchError(f"{source.describe()}: --num-images {num_images} but the "
+                                f"source has only {total} images")
+        total = num_images
+    if total < 2:
+        raise GenbenchError(f"{source.describe()}: need at least 2 images, found {total}")
+    ctx = distributed.current()
+    key = cache_key(source, total, protocol, extractor) if use_cache else None
+    entry = cache_dir() / "features" / key if key else None
+    meta = {"protocol": protocol.name, "extractor": extractor.identity,
+            "weights_sha256": getattr(getattr(extractor, "weights", None), "source_sha256",
+                                      None),
+            "label": source.describe()}
+
+    if entry is not None and (entry / "meta.json").is_file() and (entry / "stats.npz").is_file():
+        info = json.loads((entry / "meta.json").read_text())
+        stats = FeatureStatistics(**{**_stats_arrays(entry / "stats.npz"), **meta,
+                                     "num_samples": info["num_samples"]})
+        return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
+                          time.perf_counter() - start_time, entry)
+
+    chunks = [list(range(s, min(s + CHUNK_SIZE, total))) for s in range(0, total, CHUNK_SIZE)]
+    mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
+    moments = StreamingMoments(extractor.feature_dim)
+    skipped: list[str] = []
+    extracted = 0
+    bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
+               desc=desc or source.describe(), disable=not (progress and ctx.is_main))
+    with bar:
+        for c, indices in mine:
+            chunk_path = entry / f"chunk-{c:06d}.npz" if entry is not None else None
+            if chunk_path is not None and chunk_path.is_file():
+                with np.load(chunk_path) as data:
+                    features = data["features"]
+                    chunk_skipped = [str(s) for s in data["skipped"]]
+                bar.update(len(indices))
+            else:
+                features, kept, chunk_skipped = _extract_chunk(
+                    source, indices, protocol, extractor, batch_size, skip_bad, bar)
+                extracted += len(kept)
+                if chunk_path is not None:
+                    with atomic_path(chunk_path) as tmp, open(tmp, "wb") as f:
+                        np.savez(f, features=features, indices=kept,
+                                 skipped=np.array(chunk_skipped, dtype=str))
+            moments.update(torch.from_numpy(np.ascontiguousarray(features)))
+            skipped += chunk_skipped
+
+    counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
+    distributed.all_reduce_sum(moments.sum)
+    distributed.all_reduce_sum(moments.outer)
+    distributed.all_reduce_sum(counts)
+    moments.count = int(counts[0])
+    extracted = int(counts[1])
+    skipped = sorted(s for part in distributed.all_gather_objects(skipped) for s in part)
+    if moments.count < 2:
+        raise GenbenchError(f"{source.describe()}: fewer than 2 readable images "
+                            f"({len(skipped)} skipped)")
+    stats = moments.statistics(**meta)
+    if entry is not None and ctx.is_main:
+        stats.save(entry / "stats.npz")
+        with atomic_path(entry / "meta.json") as tmp:
+            tmp.write_text(json.dumps({"num_samples": stats.num_samples, "skipped": skipped,
+                                       "requested": total, **meta}, indent=1))
+    distributed.barrier()
+    return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
+                      time.perf_counter() - start_time, entry)
+
+
+def _stats_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {"mu": data["mu"], "sigma": data["sigma"]}

@@ -1,0 +1,78 @@
+"""Small file helpers: the cache folder, atomic writes, content hashing, checked downloads."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+
+
+def cache_dir() -> Path:
+    """Root of genbench's cache: ``$GENBENCH_CACHE``, else ``$XDG_CACHE_HOME/genbench``,
+    else ``~/.cache/genbench``."""
+    env = os.environ.get("GENBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "genbench"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    A crash or exception leaves no half-written ``path`` (the temporary file is removed).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: Path, *, sha256_prefix: str | None = None,
+             progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` atomically and check its sha256 (a prefix is enough, as
+    torch.hub names its files). Raises GenbenchError naming the URL when it cannot."""
+    from tqdm import tqdm
+
+    try:
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+                          desc=f"download {dest.name}") as bar:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        bar.update(len(block))
+            if sha256_prefix is not None:
+                digest = file_digest(tmp)
+                if not digest.startswith(sha256_prefix):
+                    raise GenbenchError(
+                        f"checksum mismatch for {url}: sha256 {digest} does not start with "
+                        f"{sha256_prefix}; the download is corrupt or the file changed")
+    except OSError as exc:  # URLError is an OSError
+        raise GenbenchError(f"could not download {url}: {exc}") from exc
+    return dest

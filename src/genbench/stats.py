@@ -1,0 +1,127 @@
+"""Streaming feature moments in float64 and statistics files.
+
+Statistics files are ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) as pytorch-fid and TTUR
+write them, plus genbench's metadata as plain string/int arrays (never pickled objects):
+``num_samples``, ``protocol``, ``extractor``, ``weights_sha256``. Files from pytorch-fid, TTUR,
+NVlabs edm (``mu``/``sigma``) and ADM reference batches (``mu``/``sigma`` beside ``arr_0``) load
+too; their protocol is then unknown and said so.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.fileio import atomic_path
+
+_META_KEYS = ("protocol", "extractor", "weights_sha256", "label")
+
+
+@dataclass
+class FeatureStatistics:
+    """Mean and covariance (unbiased, N − 1) of features, with what produced them."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    num_samples: int | None = None
+    protocol: str | None = None
+    extractor: str | None = None
+    weights_sha256: str | None = None
+    label: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz`` readable by pytorch-fid/TTUR (atomic)."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {"mu": self.mu, "sigma": self.sigma}
+        if self.num_samples is not None:
+            arrays["num_samples"] = np.array(self.num_samples, dtype=np.int64)
+        for key in _META_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                arrays[key] = np.array(str(value))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        return path
+
+
+def is_statistics_file(path: str | os.PathLike) -> bool:
+    """True for an ``.npz`` holding ``mu`` and ``sigma`` (with or without images)."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        return False
+    return {"mu.npy", "sigma.npy"} <= names
+
+
+def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
+    """Read a statistics ``.npz`` (genbench, pytorch-fid, TTUR, NVlabs, ADM reference batch)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "mu" not in data or "sigma" not in data:
+                raise GenbenchError(f"{path}: no 'mu' and 'sigma' arrays; not a statistics file")
+            mu = np.asarray(data["mu"], dtype=np.float64)
+            sigma = np.asarray(data["sigma"], dtype=np.float64)
+            meta = {k: str(data[k]) for k in _META_KEYS if k in data}
+            n = int(data["num_samples"]) if "num_samples" in data else None
+    except ValueError as exc:  # pickled object arrays
+        raise GenbenchError(f"{path}: cannot read statistics without unpickling ({exc}); "
+                            "genbench never loads pickled arrays") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise GenbenchError(f"{path}: not a readable .npz file ({exc})") from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise GenbenchError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; "
+                            "expected (d,) and (d, d)")
+    meta.setdefault("label", str(path))
+    return FeatureStatistics(mu, sigma, num_samples=n, **meta)
+
+
+class StreamingMoments:
+    """Running Σx and Σxxᵀ in float64; features are never all held in memory.
+
+    ``merge`` (or an all-reduce of ``sums``) combines shards exactly as one pass would, up to
+    float64 summation order.
+    """
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
+        self.dim = dim
+        self.count = 0
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def update(self, features: torch.Tensor | np.ndarray) -> None:
+        x = torch.as_tensor(features).to(device=self.sum.device, dtype=torch.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise GenbenchError(f"features must be N x {self.dim}, got {tuple(x.shape)}")
+        self.count += x.shape[0]
+        self.sum += x.sum(0)
+        self.outer.addmm_(x.T, x)
+
+    def merge(self, other: StreamingMoments) -> None:
+        self.count += other.count
+        self.sum += other.sum.to(self.sum.device)
+        self.outer += other.outer.to(self.outer.device)
+
+    def statistics(self, **meta) -> FeatureStatistics:
+        if self.count < 2:
+            raise GenbenchError(f"need at least 2 images for a covariance, got {self.count}")
+        n = self.count
+        mu = self.sum / n
+        sigma = (self.outer - n * torch.outer(mu, mu)) / (n - 1)
+        sigma = 0.5 * (sigma + sigma.T)
+        return FeatureStatistics(mu.cpu().numpy(), sigma.cpu().numpy(), num_samples=n, **meta)
