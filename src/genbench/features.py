@@ -62,13 +62,13 @@ class FeatureRun:
 
 
 def cache_key(source: ImageSource, num_images: int, protocol: Protocol,
-              extractor: FeatureExtractor) -> str | None:
+              extractor: FeatureExtractor, chunk_size: int = CHUNK_SIZE) -> str | None:
     fingerprint = source.fingerprint()
     if fingerprint is None:
         return None
     payload = json.dumps({"v": CACHE_VERSION, "source": fingerprint, "n": num_images,
                           "protocol": protocol.name, "extractor": extractor.identity,
-                          "chunk": CHUNK_SIZE}, sort_keys=True)
+                          "chunk": chunk_size}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:40]
 
 
@@ -117,7 +117,8 @@ def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
 def extract_statistics(source: ImageSource, protocol: Protocol, extractor: FeatureExtractor, *,
                        num_images: int | None = None, batch_size: int = 50,
                        use_cache: bool = True, skip_bad: bool = False,
-                       progress: bool = True, desc: str | None = None) -> FeatureRun:
+                       progress: bool = True, desc: str | None = None,
+                       chunk_size: int = CHUNK_SIZE) -> FeatureRun:
     """Features of the first ``num_images`` images of ``source`` (all when None), reduced to
     float64 mean and covariance; resumes from and fills the cache."""
     start_time = time.perf_counter()
@@ -130,7 +131,9 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     if total < 2:
         raise GenbenchError(f"{source.describe()}: need at least 2 images, found {total}")
     ctx = distributed.current()
-    key = cache_key(source, total, protocol, extractor) if use_cache else None
+    if chunk_size < 1:
+        raise GenbenchError(f"chunk size must be >= 1, got {chunk_size}")
+    key = cache_key(source, total, protocol, extractor, chunk_size) if use_cache else None
     entry = cache_dir() / "features" / key if key else None
     meta = {"protocol": protocol.name, "extractor": extractor.identity,
             "weights_sha256": getattr(getattr(extractor, "weights", None), "source_sha256",
@@ -144,7 +147,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
                           time.perf_counter() - start_time, entry)
 
-    chunks = [list(range(s, min(s + CHUNK_SIZE, total))) for s in range(0, total, CHUNK_SIZE)]
+    chunks = [list(range(s, min(s + chunk_size, total))) for s in range(0, total, chunk_size)]
     mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []

@@ -56,19 +56,22 @@ class InceptionExtractor(FeatureExtractor):
                  fold_batch_norm: bool = True) -> None:
         self.weights: InceptionWeights = load_inception_weights(weights)
         self._device = torch.device(device)
-        net = FIDInceptionV3()
-        net.load_state_dict(self.weights.state_dict)
-        net.eval().requires_grad_(False)
-        if fold_batch_norm:
-            net.fold_batch_norm()
-        self.net = net.to(self._device).to(memory_format=torch.channels_last)
         self.batch_size = batch_size
+        self.fold = fold_batch_norm
         if compile == "auto":
             compile = self._device.type == "cuda" or _compiler_available()
         self.compiled = bool(compile)
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.net
-        if self.compiled:
-            self._forward = torch.compile(self.net, dynamic=False)
+        self.net: FIDInceptionV3 | None = None  # built on first call (cache hits need none)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def _build(self) -> None:
+        net = FIDInceptionV3()
+        net.load_state_dict(self.weights.state_dict)
+        net.eval().requires_grad_(False)
+        if self.fold:
+            net.fold_batch_norm()
+        self.net = net.to(self._device).to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.net, dynamic=False) if self.compiled else self.net
 
     @property
     def identity(self) -> str:
@@ -84,6 +87,8 @@ class InceptionExtractor(FeatureExtractor):
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._forward is None:
+            self._build()
         n = batch.shape[0]
         x = batch.to(self._device, torch.float32).contiguous(memory_format=torch.channels_last)
         if self.compiled and n < self.batch_size:

@@ -2,12 +2,12 @@
 
     d² = |μ₁ − μ₂|² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁ Σ₂)^{1/2}
 
-tr (Σ₁Σ₂)^{1/2} is the sum of the square roots of the eigenvalues of Σ₁Σ₂. With the Cholesky
-factor Σ₁ = L Lᵀ, Σ₁Σ₂ = L (Lᵀ Σ₂ L) L⁻¹ is similar to the symmetric positive semi-definite
-matrix Lᵀ Σ₂ L, so one Cholesky, one symmetric product and one eigenvalue-only symmetric
-solver (no eigenvectors, no complex arithmetic) give the trace. When Σ₁ is singular (fewer
-samples than dimensions, constant features) the Cholesky is replaced by the PSD square root from
-a symmetric eigendecomposition, which is slower but exact for singular matrices. Tiny negative
+tr (Σ₁Σ₂)^{1/2} is the sum of the square roots of the eigenvalues of Σ₁Σ₂. With factors
+Σ₁ = F₁F₁ᵀ and Σ₂ = F₂F₂ᵀ (Cholesky), Σ₁Σ₂ = F₁ (F₁ᵀF₂F₂ᵀ) is similar to (F₁ᵀF₂)(F₁ᵀF₂)ᵀ, a
+symmetric positive semi-definite matrix with the same eigenvalues; an eigenvalue-only symmetric
+solver (no eigenvectors, no complex arithmetic) then gives the trace. When a covariance is
+singular (fewer samples than dimensions, constant features) its factor comes from a pivoted
+Cholesky of its numerical rank, which is exact and makes the work rank-sized. Tiny negative
 eigenvalues from rounding are clipped to zero, so the result is never complex.
 """
 
@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 from genbench.errors import GenbenchError
 from genbench.stats import FeatureStatistics
@@ -36,12 +37,17 @@ def _as_float64(name: str, value, ndim: int) -> np.ndarray:
 
 
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
-    """F with F Fᵀ = Σ: the Cholesky factor, or the PSD square root when Σ is singular."""
+    """F with F Fᵀ = Σ: the Cholesky factor, or, when Σ is singular, the d × rank factor of a
+    pivoted Cholesky (LAPACK dpstrf), which also makes the rest of the work rank-sized."""
     try:
         return scipy.linalg.cholesky(sigma, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
-        w, v = scipy.linalg.eigh(sigma, check_finite=False)
-        return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+        c, piv, rank, info = scipy.linalg.lapack.dpstrf(sigma, lower=1)
+        if info < 0:
+            raise GenbenchError(f"pivoted Cholesky failed (LAPACK info {info})") from None
+        factor = np.empty((sigma.shape[0], rank))
+        factor[piv - 1] = np.tril(c)[:, :rank]
+        return factor
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:

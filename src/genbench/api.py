@@ -1,0 +1,146 @@
+"""Python API, mirroring the CLI: ``compute_statistics`` and ``compute_fid``."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from genbench import __version__
+from genbench.errors import GenbenchError
+from genbench.extractors import DEFAULT_EXTRACTOR, FeatureExtractor, create_extractor
+from genbench.features import CHUNK_SIZE, FeatureRun, extract_statistics
+from genbench.metrics.fid import FewSamplesWarning, fid_from_statistics
+from genbench.protocols import DEFAULT_PROTOCOL, get_protocol
+from genbench.sources import SourceLike, open_source
+from genbench.stats import FeatureStatistics, is_statistics_file, load_statistics
+
+
+@dataclass
+class SideSummary:
+    """One input of a comparison: what it was and how many images it contributed."""
+
+    source: str
+    num_images: int | None
+    from_statistics_file: bool = False
+    skipped: list[str] = field(default_factory=list)
+    extracted: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class FIDResult:
+    """An FID value with everything needed to reproduce or compare it."""
+
+    fid: float
+    protocol: str
+    protocol_description: str
+    extractor: str
+    weights_sha256: str | None
+    inputs: list[SideSummary]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    genbench_version: str = __version__
+
+    def to_dict(self) -> dict:
+        record = {"metric": "fid", "value": self.fid, **asdict(self)}
+        record["num_images"] = [side.num_images for side in self.inputs]
+        del record["fid"]
+        return record
+
+
+class Evaluator:
+    """Holds one extractor (created on first use) and the options shared by every input."""
+
+    def __init__(self, *, protocol: str = DEFAULT_PROTOCOL, extractor: str = DEFAULT_EXTRACTOR,
+                 weights: str | os.PathLike | None = None, device: str = "cpu",
+                 batch_size: int = 50, compile: str | bool = "auto", use_cache: bool = True,
+                 skip_bad: bool = False, progress: bool = True,
+                 chunk_size: int = CHUNK_SIZE) -> None:
+        if batch_size < 1:
+            raise GenbenchError(f"--batch-size must be >= 1, got {batch_size}")
+        self.protocol = get_protocol(protocol)
+        self.extractor_name = extractor
+        self.extractor_options = {"weights": weights, "device": device, "compile": compile,
+                                  "batch_size": batch_size}
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+        self.skip_bad = skip_bad
+        self.progress = progress
+        self.chunk_size = chunk_size
+        self._extractor: FeatureExtractor | None = None
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = create_extractor(self.extractor_name, **self.extractor_options)
+        return self._extractor
+
+    def statistics(self, source: SourceLike, num_images: int | None = None,
+                   desc: str | None = None) -> FeatureRun:
+        src = open_source(source, num_images=num_images, batch_size=self.batch_size)
+        return extract_statistics(src, self.protocol, self.extractor, num_images=num_images,
+                                  batch_size=self.batch_size, use_cache=self.use_cache,
+                                  skip_bad=self.skip_bad, progress=self.progress, desc=desc,
+                                  chunk_size=self.chunk_size)
+
+    def side(self, source: SourceLike | FeatureStatistics, num_images: int | None,
+             desc: str) -> tuple[FeatureStatistics, SideSummary, list[str]]:
+        """Statistics for one input: a FeatureStatistics, a statistics .npz, or images."""
+        notes: list[str] = []
+        if isinstance(source, FeatureStatistics) or (
+                isinstance(source, str | os.PathLike) and is_statistics_file(source)):
+            stats = source if isinstance(source, FeatureStatistics) else load_statistics(source)
+            if stats.protocol is None:
+                notes.append(f"{stats.label}: statistics file does not record its protocol "
+                             f"(pytorch-fid/TTUR/ADM file?); assumed {self.protocol.name!r}")
+            elif stats.protocol != self.protocol.name:
+                raise GenbenchError(f"{stats.label}: statistics were computed with protocol "
+                                    f"{stats.protocol!r}, not {self.protocol.name!r}; pass "
+                                    f"--protocol {stats.protocol} or recompute them")
+            return stats, SideSummary(str(stats.label), stats.num_samples, True), notes
+        run = self.statistics(source, num_images, desc)
+        if run.skipped:
+            notes.append(f"{run.source}: skipped {len(run.skipped)} unreadable image(s), "
+                         f"first: {run.skipped[0]}")
+        return run.statistics, SideSummary(run.source, run.num_images, False, run.skipped,
+                                           run.extracted, run.seconds), notes
+
+
+def compute_statistics(source: SourceLike, *, num_images: int | None = None,
+                       **options) -> FeatureRun:
+    """Features of ``source`` reduced to float64 mean/covariance (cached); ``options`` are
+    those of ``Evaluator`` (protocol, weights, device, batch_size, compile, use_cache,
+    skip_bad, progress). ``.statistics.save(path)`` writes a pytorch-fid-compatible .npz."""
+    return Evaluator(**options).statistics(source, num_images)
+
+
+def compute_fid(a: SourceLike | FeatureStatistics, b: SourceLike | FeatureStatistics, *,
+                num_images: int | None = None, **options) -> FIDResult:
+    """FID between two inputs, each images (any source) or statistics (file or object)."""
+    start = time.perf_counter()
+    evaluator = Evaluator(**options)
+    sides, notes = [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewSamplesWarning)
+        for source, desc in ((a, "A"), (b, "B")):
+            stats, summary, side_notes = evaluator.side(source, num_images, desc)
+            sides.append((stats, summary))
+            notes += side_notes
+        value = fid_from_statistics(sides[0][0], sides[1][0])
+    notes += [str(w.message) for w in caught]
+    weights = next((s.weights_sha256 for s, _ in sides if s.weights_sha256), None)
+    if evaluator._extractor is not None:
+        weights = getattr(evaluator.extractor, "weights", None)
+        weights = weights.source_sha256 if weights is not None else None
+    extractor_id = next((s.extractor for s, _ in sides if s.extractor), None) or (
+        f"{evaluator.extractor_name} (assumed; the statistics files do not say)")
+    return FIDResult(value, evaluator.protocol.name, evaluator.protocol.description,
+                     extractor_id, weights, [summary for _, summary in sides],
+                     time.perf_counter() - start, notes)
+
+
+def save_statistics(run: FeatureRun, path: str | os.PathLike) -> Path:
+    return run.statistics.save(path)

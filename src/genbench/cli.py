@@ -1,0 +1,155 @@
+"""The ``genbench`` command line. Results go to stdout (text, or one JSON object with
+``--json``); progress bars, warnings and errors go to stderr. Errors are one line and exit 2.
+
+Under ``torchrun --nproc_per_node=K -m genbench ...`` the images are split across processes and
+only process 0 prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from genbench import __version__, distributed
+from genbench.api import Evaluator, compute_fid
+from genbench.errors import GenbenchError
+from genbench.extractors import EXTRACTORS
+from genbench.features import CHUNK_SIZE
+from genbench.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
+
+def _evaluation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
+                        help=f"preprocessing protocol (default {DEFAULT_PROTOCOL}: TF1 "
+                             "bilinear, what papers report)")
+    parser.add_argument("--num-images", type=int, default=None, metavar="N",
+                        help="use the first N images of each input (default: all)")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--weights", default=None, metavar="PATH",
+                        help="Inception weights file (also $GENBENCH_INCEPTION_WEIGHTS)")
+    parser.add_argument("--extractor", default="inception", choices=sorted(EXTRACTORS))
+    parser.add_argument("--compile", default="auto", choices=["auto", "yes", "no"],
+                        help="torch.compile the network (auto: where a compiler/GPU exists)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the feature cache")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip undecodable images (counted and reported) instead of "
+                             "stopping")
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
+                        help="images per cached chunk: the unit of resuming and of the split "
+                             f"across torchrun processes (default {CHUNK_SIZE})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench", description="Faithful, fast metrics for generative image models.")
+    parser.add_argument("--version", action="version", version=f"genbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fid = sub.add_parser("fid", help="FID between two inputs",
+                         description="FID between A and B. Each is a folder, .zip, ADM-style "
+                                     ".npz, .npy, a data set name (fashion-mnist:train, "
+                                     "fashion-mnist:test, digits) or a statistics .npz.")
+    fid.add_argument("a")
+    fid.add_argument("b")
+    _evaluation_options(fid)
+
+    stats = sub.add_parser("stats", help="write feature statistics (.npz, pytorch-fid format)")
+    stats.add_argument("source")
+    stats.add_argument("-o", "--output", required=True, help="statistics file to write")
+    _evaluation_options(stats)
+
+    weights = sub.add_parser("weights", help="show (or download) the Inception weights in use")
+    weights.add_argument("--weights", default=None, metavar="PATH")
+    weights.add_argument("--download", action="store_true",
+                         help="fetch the official pytorch-fid file (needs the internet)")
+
+    sub.add_parser("protocols", help="list the preprocessing protocols")
+    return parser
+
+
+def _evaluator_kwargs(args: argparse.Namespace) -> dict:
+    compile_flag = {"auto": "auto", "yes": True, "no": False}[args.compile]
+    return {"protocol": args.protocol, "extractor": args.extractor, "weights": args.weights,
+            "device": args.device, "batch_size": args.batch_size, "compile": compile_flag,
+            "use_cache": not args.no_cache, "skip_bad": args.skip_bad,
+            "progress": not args.quiet, "chunk_size": args.chunk_size}
+
+
+def _cmd_fid(args: argparse.Namespace) -> dict:
+    result = compute_fid(args.a, args.b, num_images=args.num_images, **_evaluator_kwargs(args))
+    record = result.to_dict()
+    if not args.json:
+        lines = [f"FID {result.fid:.4f}",
+                 f"  protocol   {result.protocol}: {result.protocol_description}",
+                 f"  extractor  {result.extractor}",
+                 f"  weights    sha256 {result.weights_sha256 or 'unknown'}"]
+        for name, side in zip("AB", result.inputs, strict=True):
+            how = "statistics file" if side.from_statistics_file else (
+                f"{side.extracted} extracted, {side.num_images - side.extracted} from cache"
+                if side.num_images is not None else "")
+            lines.append(f"  {name}          {side.source}: {side.num_images} images ({how})")
+        lines.append(f"  time       {result.seconds:.1f} s")
+        lines += [f"  note       {note}" for note in result.notes]
+        record = {"text": "\n".join(lines)}
+    return record
+
+
+def _cmd_stats(args: argparse.Namespace) -> dict:
+    evaluator = Evaluator(**_evaluator_kwargs(args))
+    run = evaluator.statistics(args.source, args.num_images)
+    if distributed.current().is_main:
+        run.statistics.save(args.output)
+    record = {"output": args.output, "source": run.source, "num_images": run.num_images,
+              "protocol": run.statistics.protocol, "extractor": run.statistics.extractor,
+              "weights_sha256": run.statistics.weights_sha256, "skipped": run.skipped,
+              "seconds": run.seconds}
+    if not args.json:
+        record = {"text": f"wrote {args.output}: {run.num_images} images, protocol "
+                          f"{run.statistics.protocol}, {run.seconds:.1f} s"
+                          + (f", skipped {len(run.skipped)}" if run.skipped else "")}
+    return record
+
+
+def _cmd_weights(args: argparse.Namespace) -> dict:
+    from genbench.extractors.inception_weights import (
+        download_pytorch_fid_weights,
+        load_inception_weights,
+    )
+    if args.download:
+        download_pytorch_fid_weights()
+    w = load_inception_weights(args.weights)
+    return {"text": f"{w.source_path}\n  layout {w.layout}, sha256 {w.source_sha256}, "
+                    f"classifier (logits) {'yes' if w.has_logits else 'no'}"}
+
+
+def _cmd_protocols(args: argparse.Namespace) -> dict:
+    return {"text": "\n".join(f"{p.name:12s} {p.description}" for p in PROTOCOLS.values())}
+
+
+COMMANDS = {"fid": _cmd_fid, "stats": _cmd_stats, "weights": _cmd_weights,
+            "protocols": _cmd_protocols}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"genbench: warning: {msg}\n"
+    try:
+        ctx = distributed.init_distributed(getattr(args, "device", "cpu"))
+        record = COMMANDS[args.command](args)
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted; finished chunks are cached and the next run resumes",
+              file=sys.stderr)
+        return 130
+    if ctx.is_main:
+        print(record["text"] if "text" in record else json.dumps(record))
+    return 0
