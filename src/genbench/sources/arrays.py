@@ -93,7 +93,9 @@ def _open_npz_member(path: Path, member: str) -> np.ndarray:
                 extra_len = int.from_bytes(local[28:30], "little")
                 f.seek(info.header_offset + 30 + name_len + extra_len)
                 version = np.lib.format.read_magic(f)
-                shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
                 offset = f.tell()
             if dtype.hasobject:
                 raise ValueError("object arrays cannot be loaded when allow_pickle=False")
