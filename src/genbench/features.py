@@ -105,7 +105,8 @@ def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
     for kept, images, skipped in _batches(source, indices, batch_size, skip_bad):
         skipped_all += skipped
         if images:
-            tensors = [torch.from_numpy(img).permute(2, 0, 1) for img in images]
+            tensors = [torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1)
+                       for img in images]
             feats.append(extractor(protocol(tensors)).numpy())
             kept_all += kept
         bar.update(len(kept) + len(skipped))

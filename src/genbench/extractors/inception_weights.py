@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -138,7 +139,9 @@ def download_pytorch_fid_weights() -> Path:
 def _read_raw_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read parameters from a TorchScript archive, a torch state dict or an NVlabs pickle."""
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # deprecated in torch 2.13, still the only reader
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
         return dict(module.state_dict())
     except RuntimeError:
         pass
