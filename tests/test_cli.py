@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import requires_weights
 from PIL import Image
 
+from conftest import requires_weights
 from genbench.cli import main
 
 FAST = ["--compile", "no", "--quiet", "--batch-size", "8"]

