@@ -1,0 +1,115 @@
+"""Feature-extraction throughput: genbench vs pytorch-fid on the same images, side by side.
+
+Both run in one process on the same PNG files (the first N Fashion-MNIST test images, 28×28),
+with the same TF-FID weights, and genbench uses the ``pytorch-fid`` protocol so the features
+must agree (reported as max |Δ| / max |feature|). Timings are end to end: decoding, resizing,
+the network, and for genbench the weights load and (when on) torch.compile.
+
+pytorch-fid needs torchvision, which does not import beside the project's CPU torch, so this
+runs in the peers' venv (see ../shared/reference/offline-assets.md) with genbench installed
+there without dependencies:
+
+    /work/peers-venv/bin/pip install --no-deps -e .
+    /work/peers-venv/bin/python bench/extract_throughput.py --images 1000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def write_pngs(folder: Path, count: int) -> list[str]:
+    from genbench.sources import fashion_mnist
+
+    source = fashion_mnist("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        path = folder / f"{i:05d}.png"
+        Image.fromarray(source.images[i, :, :, 0]).save(path)
+        files.append(str(path))
+    return files
+
+
+def install_weights_for_pytorch_fid(torch_home: Path) -> None:
+    from genbench.extractors.inception_weights import PYTORCH_FID_FILENAME, load_inception_weights
+
+    target = torch_home / "hub" / "checkpoints" / PYTORCH_FID_FILENAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_inception_weights().state_dict, target)
+    os.environ["TORCH_HOME"] = str(torch_home)
+
+
+def run_pytorch_fid(files: list[str], batch_size: int, workers: int) -> tuple[np.ndarray, float]:
+    from pytorch_fid.fid_score import get_activations
+    from pytorch_fid.inception import InceptionV3
+
+    start = time.perf_counter()
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    acts = get_activations(files, model, batch_size=batch_size, dims=2048, device="cpu",
+                           num_workers=workers)
+    return acts, time.perf_counter() - start
+
+
+def run_genbench(folder: Path, batch_size: int, compile_flag: bool, cache: Path) -> tuple[
+        np.ndarray, float]:
+    from genbench.api import Evaluator
+
+    os.environ["GENBENCH_CACHE"] = str(cache)
+    start = time.perf_counter()
+    evaluator = Evaluator(protocol="pytorch-fid", batch_size=batch_size, compile=compile_flag,
+                          progress=False)
+    run = evaluator.statistics(str(folder))
+    seconds = time.perf_counter() - start
+    return np.concatenate(list(run.iter_features())), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=min(len(os.sched_getaffinity(0)), 8),
+                        help="pytorch-fid DataLoader workers (its CLI default: min(cpus, 8))")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["GENBENCH_CACHE"] = str(tmp / "warmup-cache")
+        install_weights_for_pytorch_fid(tmp / "torch_home")
+        files = write_pngs(tmp / "images", args.images)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")  # start cold
+
+        ref, t_ref = run_pytorch_fid(files, args.batch_size, args.workers)
+        results = {"pytorch-fid": {"seconds": t_ref, "images_per_s": args.images / t_ref}}
+        for label, flag in (("genbench eager (BN folded, channels-last)", False),
+                            ("genbench compiled, cold compiler cache", True),
+                            ("genbench compiled, warm compiler cache", True)):
+            feats, seconds = run_genbench(tmp / "images", args.batch_size, flag,
+                                          tmp / f"cache-{len(results)}")
+            rel = float(np.abs(feats - ref).max() / np.abs(ref).max())
+            results[label] = {"seconds": seconds, "images_per_s": args.images / seconds,
+                              "speedup_vs_pytorch_fid": t_ref / seconds,
+                              "feature_max_rel_diff": rel}
+            print(label, json.dumps(results[label]), flush=True)
+    record = {"images": args.images, "batch_size": args.batch_size,
+              "pytorch_fid_workers": args.workers, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "cpu": platform.processor() or "unknown",
+              "results": results}
+    print(json.dumps(record, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
