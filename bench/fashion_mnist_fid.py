@@ -32,8 +32,6 @@ def main() -> None:
     compile_flag = {"auto": "auto", "yes": True, "no": False}[args.compile]
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GENBENCH_CACHE"] = str(Path(tmp) / "cache")  # cold: every image extracted
-        weights_cache = Path(tmp) / "cache" / "weights"
-        weights_cache.mkdir(parents=True)
         start = time.perf_counter()
         result = compute_fid("fashion-mnist:train", "fashion-mnist:test",
                              num_images=args.num_images, device=args.device,

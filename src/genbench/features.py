@@ -150,6 +150,9 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
 
     chunks = [list(range(s, min(s + chunk_size, total))) for s in range(0, total, chunk_size)]
     mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
+    if hasattr(extractor, "plan"):
+        extractor.plan(sum(len(idx) for c, idx in mine if entry is None
+                           or not (entry / f"chunk-{c:06d}.npz").is_file()))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
     extracted = 0
