@@ -35,9 +35,8 @@ What it does
 
 4. Writes everything (FID values, peer versions, weight hashes, set descriptions,
    messages the peers printed or warned, and the features, rounded to 7 significant
-   digits, of the three distinct protocols: pytorch-fid, torch-fidelity float32 and
-   clean-fid clean; the other runs record their largest feature difference from
-   torch-fidelity float32) to ``tests/data/peer_fid_reference.json``.
+   digits, of each peer and mode; torch-fidelity's float64 runs record only their largest
+   feature difference from its float32 run) to ``tests/data/peer_fid_reference.json``.
 
 Any attempt to reach the network raises, so a peer that would download something
 fails loudly instead of silently using other weights.
@@ -130,13 +129,17 @@ PEER_PACKAGES = (
 # tqdm progress lines (pytorch-fid cannot silence its bars); not worth freezing.
 PROGRESS_BAR = re.compile(r"^\d+%\|")
 
-# Runs whose first-4 features are stored; the others repeat one of these protocols and
-# store only their largest difference from it.
-FEATURES_STORED = ("pytorch_fid", "torch_fidelity_float32", "clean_fid_clean")
+# Runs whose first-4 features are stored (one per peer and mode); the float64 variants of
+# torch-fidelity store only their largest difference from its float32 run.
+FEATURES_STORED = (
+    "pytorch_fid",
+    "torch_fidelity_float32",
+    "clean_fid_clean",
+    "clean_fid_legacy_tensorflow",
+)
 FEATURES_COMPARED_WITH = {
     "torch_fidelity_float64": "torch_fidelity_float32",
     "torch_fidelity_float64_fixed": "torch_fidelity_float32",
-    "clean_fid_legacy_tensorflow": "torch_fidelity_float32",
 }
 
 # File names the peers look for in $TORCH_HOME/hub/checkpoints (neither checks a hash).
@@ -762,8 +765,9 @@ def main() -> None:
             "images": f"first {NUM_FEATURE_IMAGES} files (sorted names) of each set, one batch",
             "dtype": "float32, rounded to 7 significant digits",
             "stored_for": list(FEATURES_STORED),
-            "other_runs": "repeat a stored protocol; 'features_not_stored' gives their largest "
-            "absolute difference from it (kept out to stay well under 1 MB)",
+            "other_runs": "torch-fidelity float64 variants: 'features_not_stored' gives their "
+            "largest absolute difference from torch_fidelity_float32 (kept out to stay well "
+            "under 1 MB)",
         },
         "runs": runs,
     }

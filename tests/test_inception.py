@@ -11,7 +11,7 @@ from genbench.extractors.inception_net import FIDInceptionV3
 from genbench.protocols import get_protocol
 from genbench.sources import open_source
 
-pytestmark = requires_weights
+pytestmark = [requires_weights, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
