@@ -2,13 +2,14 @@
 
     d² = |μ₁ − μ₂|² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁ Σ₂)^{1/2}
 
-tr (Σ₁Σ₂)^{1/2} is the sum of the square roots of the eigenvalues of Σ₁Σ₂. With factors
-Σ₁ = F₁F₁ᵀ and Σ₂ = F₂F₂ᵀ (Cholesky), Σ₁Σ₂ = F₁ (F₁ᵀF₂F₂ᵀ) is similar to (F₁ᵀF₂)(F₁ᵀF₂)ᵀ, a
-symmetric positive semi-definite matrix with the same eigenvalues; an eigenvalue-only symmetric
-solver (no eigenvectors, no complex arithmetic) then gives the trace. When a covariance is
-singular (fewer samples than dimensions, constant features) its factor comes from a pivoted
-Cholesky of its numerical rank, which is exact and makes the work rank-sized. Tiny negative
-eigenvalues from rounding are clipped to zero, so the result is never complex.
+tr (Σ₁Σ₂)^{1/2} is the sum of the square roots of the eigenvalues of Σ₁Σ₂. With the Cholesky
+factor Σ₁ = L Lᵀ, Σ₁Σ₂ is similar to the symmetric positive semi-definite Lᵀ Σ₂ L, so LAPACK's
+generalized symmetric-definite solver (dsygv: Cholesky, dsygst, eigenvalues only) gives them in
+float64 without eigenvectors or complex arithmetic. When Σ₁ is singular (fewer samples than
+dimensions, constant features) both covariances are factored by a pivoted Cholesky of their
+numerical rank, F Fᵀ = Σ, and the eigenvalues are those of (F₁ᵀF₂)(F₁ᵀF₂)ᵀ: exact, and
+rank-sized. Tiny negative eigenvalues from rounding are clipped to zero, so the result is never
+complex.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _as_float64(name: str, value, ndim: int) -> np.ndarray:
 
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     """F with F Fᵀ = Σ: the Cholesky factor, or, when Σ is singular, the d × rank factor of a
-    pivoted Cholesky (LAPACK dpstrf), which also makes the rest of the work rank-sized."""
+    pivoted Cholesky (LAPACK dpstrf)."""
     try:
         return scipy.linalg.cholesky(sigma, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
@@ -52,12 +53,16 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray:
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr (Σ₁ Σ₂)^{1/2} for symmetric PSD Σ₁, Σ₂ (float64)."""
-    factor1, factor2 = _psd_factor(sigma1), _psd_factor(sigma2)
-    # Σ₁Σ₂ = F₁F₁ᵀF₂F₂ᵀ is similar to (F₁ᵀF₂)(F₁ᵀF₂)ᵀ: symmetric PSD, same eigenvalues.
-    cross = factor1.T @ factor2
-    gram = cross @ cross.T
-    eigenvalues = scipy.linalg.eigvalsh(gram, check_finite=False, overwrite_a=True,
-                                        driver="evd")
+    try:
+        # Eigenvalues of the pencil Σ₂ Σ₁ x = λ x: LAPACK dsygv (Cholesky of Σ₁, dsygst forms
+        # Lᵀ Σ₂ L, then eigenvalues only).
+        eigenvalues = scipy.linalg.eigh(sigma2, sigma1, type=2, eigvals_only=True,
+                                        driver="gv", check_finite=False)
+    except np.linalg.LinAlgError:  # Σ₁ singular: rank-sized factors instead
+        factor1, factor2 = _psd_factor(sigma1), _psd_factor(sigma2)
+        cross = factor1.T @ factor2
+        eigenvalues = scipy.linalg.eigvalsh(cross @ cross.T, check_finite=False,
+                                            overwrite_a=True, driver="evd")
     return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
