@@ -42,8 +42,15 @@ def write_pngs(folder: Path, count: int) -> list[str]:
 
 
 def install_weights_for_pytorch_fid(torch_home: Path) -> None:
-    from genbench.extractors.inception_weights import PYTORCH_FID_FILENAME, load_inception_weights
+    """Give pytorch-fid the registry weights in its layout (its code loads them unchanged) and
+    point genbench at the original registry file."""
+    from genbench.extractors.inception_weights import (
+        PYTORCH_FID_FILENAME,
+        _fid_helper_file,
+        load_inception_weights,
+    )
 
+    os.environ["GENBENCH_INCEPTION_WEIGHTS"] = str(_fid_helper_file())
     target = torch_home / "hub" / "checkpoints" / PYTORCH_FID_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(load_inception_weights().state_dict, target)

@@ -6,7 +6,6 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from genbench import __version__
 from genbench.errors import GenbenchError
@@ -140,7 +139,3 @@ def compute_fid(a: SourceLike | FeatureStatistics, b: SourceLike | FeatureStatis
     return FIDResult(value, evaluator.protocol.name, evaluator.protocol.description,
                      extractor_id, weights, [summary for _, summary in sides],
                      time.perf_counter() - start, notes)
-
-
-def save_statistics(run: FeatureRun, path: str | os.PathLike) -> Path:
-    return run.statistics.save(path)

@@ -98,6 +98,15 @@ def _batches(source: ImageSource, indices: list[int], batch_size: int, skip_bad:
             yield result
 
 
+def _to_uint8_batch(images: list[np.ndarray], device: torch.device) -> torch.Tensor | list:
+    """One N×3×H×W uint8 tensor on the extractor's device when all images share a size (the
+    protocol then resizes there, e.g. on the GPU), else a list of 3×H×W tensors."""
+    if all(img.shape == images[0].shape for img in images):
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        return batch.to(device) if device.type != "cpu" else batch
+    return [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
+
+
 def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
                    extractor: FeatureExtractor, batch_size: int, skip_bad: bool,
                    bar: tqdm) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -105,9 +114,7 @@ def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
     for kept, images, skipped in _batches(source, indices, batch_size, skip_bad):
         skipped_all += skipped
         if images:
-            tensors = [torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1)
-                       for img in images]
-            feats.append(extractor(protocol(tensors)).numpy())
+            feats.append(extractor(protocol(_to_uint8_batch(images, extractor.device))).numpy())
             kept_all += kept
         bar.update(len(kept) + len(skipped))
     features = np.concatenate(feats) if feats else np.zeros((0, extractor.feature_dim),

@@ -141,6 +141,7 @@ def _read_raw_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         with warnings.catch_warnings():  # deprecated in torch 2.13, still the only reader
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(str(path), map_location="cpu")
         return dict(module.state_dict())
     except RuntimeError:
@@ -220,8 +221,26 @@ def _verify_checksum(path: Path, sha256: str, layout: str) -> None:
 
 
 def load_inception_weights(explicit: str | os.PathLike | None = None) -> InceptionWeights:
-    """Locate, verify and (once, cached) convert the weights; see the module docstring."""
-    path = locate_weights(explicit)
+    """Locate, verify and (once, cached) convert the weights; see the module docstring.
+
+    A path given explicitly (argument or $GENBENCH_INCEPTION_WEIGHTS) must load. Of the places
+    searched automatically, one whose file fails to load or verify is skipped with a warning.
+    """
+    if explicit is not None or os.environ.get(WEIGHTS_ENV):
+        return _load_verified(locate_weights(explicit))
+    problems = []
+    for path in candidate_paths():
+        if not path.is_file():
+            continue
+        try:
+            return _load_verified(path)
+        except GenbenchError as exc:
+            warnings.warn(f"skipping weights file {path}: {exc}", stacklevel=2)
+            problems.append(str(exc))
+    raise GenbenchError(HOW_TO_GET_WEIGHTS + "".join(f" (skipped: {p})" for p in problems))
+
+
+def _load_verified(path: Path) -> InceptionWeights:
     sha256 = file_digest(path)
     converted_path = cache_dir() / "weights" / f"inception-fid-{sha256[:32]}.pt"
     if converted_path.is_file():
