@@ -101,3 +101,16 @@ def test_converted_weights_are_cached(weights):
     assert converted.is_file()
     again = iw.load_inception_weights()
     assert np.array_equal(again.state_dict["fc.bias"].numpy(), np.zeros(1008, np.float32))
+
+
+def test_bad_auto_discovered_file_is_skipped_with_a_warning(tmp_path, monkeypatch, weights):
+    bad = tmp_path / iw.PYTORCH_FID_FILENAME
+    torch.save(weights.state_dict, bad)  # right layout, wrong checksum
+    monkeypatch.setattr(iw, "candidate_paths", lambda: [bad, fid_helper_weights_path()])
+    with pytest.warns(UserWarning, match="skipping weights file .*does not start with 6726825d"):
+        loaded = iw.load_inception_weights()
+    assert loaded.layout == "fid-helper"
+    monkeypatch.setattr(iw, "candidate_paths", lambda: [bad])
+    with pytest.raises(GenbenchError, match=r"no TF-FID Inception weights found.*skipped"), \
+            pytest.warns(UserWarning):
+        iw.load_inception_weights()
