@@ -34,8 +34,10 @@ def init_distributed(device: str = "cpu") -> DistContext:
     if not launched_by_torchrun():
         return DistContext()
     if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        use_cuda = device.startswith("cuda")
+        if use_cuda:  # "cuda" then means this process's own GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size())
 
 
@@ -49,7 +51,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over processes in place (float64 stays float64)."""
     ctx = current()
     if ctx.active:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            on_gpu = tensor.cuda()
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            tensor.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
