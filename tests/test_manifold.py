@@ -1,0 +1,226 @@
+"""Blocked k-NN precision/recall/density/coverage against prdc 0.2 (strict ``<``) and
+torch-fidelity 0.4.0's improved P/R (``<=``), frozen by bench/prdc_kid_reference.py in
+tests/data/prdc_kid_reference.json, plus behaviour on ties, blocking and bad input."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.metrics import manifold
+from genbench.metrics.manifold import density_coverage, knn_radii, prdc, precision_recall
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = json.loads((ROOT / "tests" / "data" / "prdc_kid_reference.json").read_text())
+_spec = importlib.util.spec_from_file_location("prdc_kid_reference",
+                                               ROOT / "bench" / "prdc_kid_reference.py")
+recipes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(recipes)  # make_case only; the peers are imported in its main()
+
+CASES = list(REFERENCE["cases"])
+METRICS = ("precision", "recall", "density", "coverage")
+
+
+@pytest.fixture(scope="module")
+def features():
+    out = {}
+    for name, case in REFERENCE["cases"].items():
+        real, fake = recipes.make_case(name)
+        assert recipes.sha256(real) == case["sha256"]["real"], f"{name}: features changed"
+        assert recipes.sha256(fake) == case["sha256"]["fake"], f"{name}: features changed"
+        out[name] = real, fake
+    return out
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("case", CASES)
+def test_equals_prdc(features, case, k):
+    real, fake = features[case]
+    ours = prdc(real, fake, nearest_k=k).as_dict()
+    theirs = REFERENCE["cases"][case]["prdc"][str(k)]
+    for name in METRICS:
+        assert abs(ours[name] - theirs[name]) <= 1e-6, f"{case} k={k} {name}"
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("case", CASES)
+def test_precision_recall_equals_torch_fidelity(features, case, k):
+    real, fake = features[case]
+    ours = precision_recall(real, fake, nearest_k=k)  # default comparison "<="
+    theirs = REFERENCE["cases"][case]["torch_fidelity_prc"][str(k)]
+    assert ours.comparison == "<="
+    assert abs(ours.precision - theirs["precision"]) <= 1e-6
+    assert abs(ours.recall - theirs["recall"]) <= 1e-6
+
+
+def test_comparison_matters_on_exact_ties(features):
+    """Quantized features with duplicates: the peers' two conventions give different values,
+    and each is reproduced only with its own comparison."""
+    real, fake = features["quantized_duplicates"]
+    strict = precision_recall(real, fake, 3, comparison="<")
+    ref = REFERENCE["cases"]["quantized_duplicates"]
+    assert strict.precision == pytest.approx(ref["prdc"]["3"]["precision"], abs=1e-6)
+    assert abs(strict.precision - ref["torch_fidelity_prc"]["3"]["precision"]) > 0.05
+    dc = density_coverage(real, fake, 5)
+    assert (dc.density, dc.coverage) == pytest.approx(
+        (ref["prdc"]["5"]["density"], ref["prdc"]["5"]["coverage"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("case", ["gaussian", "quantized_duplicates", "identical"])
+def test_block_size_does_not_change_results(features, case):
+    real, fake = features[case]
+    real, fake = real[:160], fake[:140]  # block size 7: ~500 tiles per pass
+    n = max(len(real), len(fake))
+    for comparison in ("<", "<="):
+        results = {bs: prdc(real, fake, 3, comparison=comparison, block_size=bs)
+                   for bs in (7, 64, n)}
+        assert results[7] == results[64] == results[n], comparison
+
+
+def test_tiles_stay_within_block(monkeypatch, features):
+    """Nothing larger than block_size × block_size is computed."""
+    real, fake = features["gaussian"]
+    shapes = []
+    tile = manifold._squared_distance_tile
+
+    def recording(x, xx, y, yy):
+        shapes.append((x.shape[0], y.shape[0]))
+        return tile(x, xx, y, yy)
+
+    monkeypatch.setattr(manifold, "_squared_distance_tile", recording)
+    prdc(real, fake, 5, block_size=100)
+    assert max(a * b for a, b in shapes) <= 100 * 100
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_identical_sets(features, k):
+    """No duplicates: every sample is in its own ball (distance 0 < radius). The k-th neighbour
+    sits exactly on the boundary, so density is 1 with "<" and (k+1)/k with "<="."""
+    real, _ = features["identical"]
+    strict = prdc(real, real.copy(), k, comparison="<")
+    loose = prdc(real, real.copy(), k, comparison="<=")
+    assert (strict.precision, strict.recall, strict.coverage) == (1.0, 1.0, 1.0)
+    assert (loose.precision, loose.recall, loose.coverage) == (1.0, 1.0, 1.0)
+    assert strict.density == pytest.approx(1.0, abs=1e-12)
+    assert loose.density == pytest.approx((k + 1) / k, abs=1e-12)
+
+
+def test_identical_sets_with_duplicates_prdc_issue_7():
+    """Each point 4 times, k = 3: every radius is 0. With prdc's strict "<" no sample is inside
+    any ball, so identical sets score 0 on all four (prdc issue #7); with "<=" they score 1, and
+    density counts the 4 copies: 4/3."""
+    base = np.random.default_rng(5).standard_normal((50, 8))
+    real = np.repeat(base, 4, axis=0)
+    fake = real[::-1].copy()
+    strict = prdc(real, fake, 3, comparison="<")
+    loose = prdc(real, fake, 3, comparison="<=")
+    assert strict.as_dict() == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    assert (loose.precision, loose.recall, loose.coverage) == (1.0, 1.0, 1.0)
+    assert loose.density == pytest.approx(4 / 3, abs=1e-12)
+    # with k = 5 the radius reaches past the copies and both conventions see the sets as equal
+    assert prdc(real, fake, 5, comparison="<").precision == 1.0
+
+
+def test_knn_radii_against_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 20))
+    x[10] = x[11] = x[12] = x[13]  # four copies: radius 0 for k = 3, not for k = 4
+    full = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    for k in (3, 4, 5):
+        expected = np.sort(full, axis=1)[:, k]  # (k+1)-th smallest, self included
+        got = knn_radii(x, k, block_size=37)
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=0)
+    assert knn_radii(x, 3)[10] == 0.0 and knn_radii(x, 4)[10] > 0.0
+
+
+def test_definitions_against_brute_force():
+    """Small sets, k = 2: the four values from the full distance matrices, written out."""
+    rng = np.random.default_rng(4)
+    real, fake = rng.standard_normal((40, 5)), rng.standard_normal((30, 5)) + 0.3
+    k = 2
+
+    def dist(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    r_real = np.sort(dist(real, real), axis=1)[:, k]
+    r_fake = np.sort(dist(fake, fake), axis=1)[:, k]
+    d = dist(real, fake)  # real × fake
+    expected = {
+        "precision": (d < r_real[:, None]).any(axis=0).mean(),
+        "recall": (d < r_fake[None, :]).any(axis=1).mean(),
+        "density": (d < r_real[:, None]).sum(axis=0).mean() / k,
+        "coverage": (d.min(axis=1) < r_real).mean(),
+    }
+    ours = prdc(real, fake, k, block_size=8).as_dict()
+    for name in METRICS:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-12), name
+
+
+def test_float32_distances_match_on_reference_cases(features):
+    for case in ("gaussian", "quantized_duplicates"):
+        real, fake = features[case]
+        for k in (3, 5):
+            ours = prdc(real, fake, k, dtype="float32").as_dict()
+            theirs = REFERENCE["cases"][case]["prdc"][str(k)]
+            for name in METRICS:
+                assert abs(ours[name] - theirs[name]) <= 1e-6, f"{case} k={k} {name}"
+
+
+def test_torch_input_and_result_fields(features):
+    real, fake = features["gaussian"]
+    a = prdc(torch.from_numpy(real), torch.from_numpy(fake).double(), 5)
+    assert a == prdc(real, fake, 5)
+    assert (a.nearest_k, a.comparison) == (5, "<")
+    dc = density_coverage(real, fake)
+    assert (dc.nearest_k, dc.comparison) == (5, "<")
+    assert (dc.density, dc.coverage) == (a.density, a.coverage)
+
+
+def test_density_coverage_accepts_few_fake_samples():
+    rng = np.random.default_rng(6)
+    real = rng.standard_normal((50, 4))
+    dc = density_coverage(real, real[:2] + 1e-3, nearest_k=5)
+    assert dc.coverage >= 2 / 50 and dc.density > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu(features):
+    for case in CASES:
+        real, fake = features[case]
+        for comparison in ("<", "<="):
+            cpu = prdc(real, fake, 3, comparison=comparison, block_size=128)
+            gpu = prdc(real, fake, 3, comparison=comparison, block_size=128, device="cuda")
+            assert gpu == cpu, (case, comparison)
+
+
+@pytest.mark.parametrize("real_shape, fake_shape, kwargs, message", [
+    ((20, 4), (20, 5), {}, "dimension 4 but fake features have 5"),
+    ((20, 4), (20, 4), {"nearest_k": 20}, "needs more than 20 real samples"),
+    ((20, 4), (5, 4), {"nearest_k": 5}, "needs more than 5 fake samples"),
+    ((0, 4), (20, 4), {}, "real features is empty"),
+    ((20, 4), (20, 0), {}, "fake features is empty"),
+    ((20,), (20, 4), {}, "must be a 2-D"),
+    ((20, 4), (20, 4), {"nearest_k": 0}, "nearest_k must be a positive integer"),
+    ((20, 4), (20, 4), {"nearest_k": 2.0}, "nearest_k must be a positive integer"),
+    ((20, 4), (20, 4), {"comparison": "<<"}, "comparison must be '<' (prdc) or '<='"),
+    ((20, 4), (20, 4), {"block_size": 0}, "block_size must be a positive integer"),
+    ((20, 4), (20, 4), {"dtype": "float16"}, "dtype must be 'float64' or 'float32'"),
+])
+def test_errors(real_shape, fake_shape, kwargs, message):
+    rng = np.random.default_rng(0)
+    kwargs = {"nearest_k": 3, **kwargs}
+    with pytest.raises(GenbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prdc(rng.standard_normal(real_shape), rng.standard_normal(fake_shape), **kwargs)
+
+
+def test_non_finite_features_rejected():
+    x = np.ones((10, 3))
+    x[2, 1] = np.nan
+    with pytest.raises(GenbenchError, match="fake features contains NaN"):
+        prdc(np.zeros((10, 3)), x, 3)
+    with pytest.raises(GenbenchError, match="needs more than 3 samples"):
+        knn_radii(np.zeros((3, 2)), 3)
