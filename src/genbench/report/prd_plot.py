@@ -71,7 +71,7 @@ def plot_prd_curves(results: Mapping[str, PRDResult], path: str | os.PathLike, *
     ax = fig.add_subplot(111)
     for label, precision, recall, fb, fb_inv, beta in curves:
         b = _beta_text(beta)
-        ax.plot(recall, precision, alpha=0.5, linewidth=3,
+        ax.plot(recall, precision, alpha=0.5, linewidth=3, clip_on=False,
                 label=f"{label} (F$_{{{b}}}$ {fb:.3f}, F$_{{1/{b}}}$ {fb_inv:.3f})")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
