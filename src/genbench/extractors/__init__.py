@@ -34,7 +34,7 @@ class FeatureExtractor(ABC):
         return torch.device("cpu")
 
 
-COMPILE_MIN_IMAGES = 1000
+COMPILE_MIN_IMAGES = 5000
 
 
 def _compiler_available() -> bool:
@@ -68,8 +68,9 @@ class InceptionExtractor(FeatureExtractor):
         self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def plan(self, num_images: int) -> None:
-        """Decide ``compile='auto'`` for a run of ``num_images``: compiling costs ~1 min on a
-        2-core CPU the first time (seconds once cached) and pays off from ~1,000 images."""
+        """Decide ``compile='auto'`` for a run of ``num_images``. On a 2-core CPU compiling costs
+        ~1 min the first time (~10 s once inductor's cache is warm) and makes the network ~15 %
+        faster than the BN-folded channels-last eager one, so it pays off from ~5,000 images."""
         if self.compile_request == "auto" and self.net is None:
             self.compiled = self._device.type == "cuda" or (
                 num_images >= COMPILE_MIN_IMAGES and _compiler_available())
