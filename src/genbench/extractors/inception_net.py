@@ -39,8 +39,8 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.folded:
-            return F.relu(self.conv(x))
-        return F.relu(self.bn(self.conv(x)))
+            return F.relu(self.conv(x), inplace=True)
+        return F.relu(self.bn(self.conv(x)), inplace=True)
 
     @torch.no_grad()
     def fold_batch_norm(self) -> None:
