@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.metrics.inputs import as_feature_tensor, resolve_device
 
 Estimator = Literal["unbiased", "u-statistic", "biased"]
 Sampling = Literal["generator", "torch-fidelity"]
@@ -46,21 +47,6 @@ class KIDResult:
     sampling: str = "generator"
     estimator: str = "unbiased"
     values: np.ndarray = field(default=None, repr=False, compare=False)
-
-
-def _as_features(name: str, value, device: torch.device) -> torch.Tensor:
-    x = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    if x.ndim != 2:
-        raise GenbenchError(f"{name} must be a 2-D (samples × features) array, "
-                            f"got shape {tuple(x.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise GenbenchError(f"{name} is empty (shape {tuple(x.shape)}); need samples × features")
-    if x.dtype == torch.bool or x.is_complex():
-        raise GenbenchError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    x = x.to(device=device, dtype=torch.float64)
-    if not bool(torch.isfinite(x).all()):
-        raise GenbenchError(f"{name} contains NaN or infinite values")
-    return x
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -126,13 +112,9 @@ def kernel_inception_distance(features_a, features_b, *, num_subsets: int = 100,
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
                              or seed < 0):
         raise GenbenchError(f"seed must be a non-negative integer or None, got {seed!r}")
-    if device is None:
-        tensors = [f for f in (features_a, features_b) if isinstance(f, torch.Tensor)]
-        device = tensors[0].device if tensors else torch.device("cpu")
-    else:
-        device = torch.device(device)
-    a = _as_features("features_a", features_a, device)
-    b = _as_features("features_b", features_b, device)
+    device = resolve_device(device, features_a, features_b)
+    a = as_feature_tensor("features_a", features_a, device)
+    b = as_feature_tensor("features_b", features_b, device)
     if a.shape[1] != b.shape[1]:
         raise GenbenchError(f"features_a have dimension {a.shape[1]} but features_b have "
                             f"{b.shape[1]}; both must come from the same extractor")

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.metrics.inputs import as_feature_tensor, resolve_device
 
 Comparison = Literal["<", "<="]
 
@@ -103,31 +104,6 @@ def _resolve_dtype(dtype) -> torch.dtype:
     if dtype in (torch.float32, "float32"):
         return torch.float32
     raise GenbenchError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-
-
-def _resolve_device(device, *arrays) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for arr in arrays:
-        if isinstance(arr, torch.Tensor):
-            return arr.device
-    return torch.device("cpu")
-
-
-def _as_features(name: str, value, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    x = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    if x.ndim != 2:
-        raise GenbenchError(f"{name} must be a 2-D (samples × features) array, "
-                            f"got shape {tuple(x.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise GenbenchError(f"{name} is empty (shape {tuple(x.shape)}); need samples × features")
-    if not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32,
-                                                 torch.int64, torch.uint8)):
-        raise GenbenchError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    x = x.to(device=device, dtype=dtype)
-    if not bool(torch.isfinite(x).all()):
-        raise GenbenchError(f"{name} contains NaN or infinite values")
-    return x.contiguous()
 
 
 def _check_k(k, name: str = "nearest_k") -> int:
@@ -210,8 +186,8 @@ def knn_radii(features, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
     k = _check_k(nearest_k)
     block_size = _check_block_size(block_size)
     dtype = _resolve_dtype(dtype)
-    device = _resolve_device(device, features)
-    x = _as_features("features", features, device, dtype)
+    device = resolve_device(device, features)
+    x = as_feature_tensor("features", features, device, dtype)
     _check_size("samples", x.shape[0], k)
     radii = _kth_radii(x, k, block_size)
     return radii.to(torch.float64).cpu().numpy()
@@ -223,9 +199,9 @@ def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtyp
     comparison = _check_comparison(comparison)
     block_size = _check_block_size(block_size)
     dtype = _resolve_dtype(dtype)
-    device = _resolve_device(device, real, fake)
-    x_real = _as_features("real features", real, device, dtype)
-    x_fake = _as_features("fake features", fake, device, dtype)
+    device = resolve_device(device, real, fake)
+    x_real = as_feature_tensor("real features", real, device, dtype)
+    x_fake = as_feature_tensor("fake features", fake, device, dtype)
     if x_real.shape[1] != x_fake.shape[1]:
         raise GenbenchError(f"real features have dimension {x_real.shape[1]} but fake features "
                             f"have {x_fake.shape[1]}; both must come from the same extractor")
