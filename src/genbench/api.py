@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from genbench import __version__
 from genbench.errors import GenbenchError
@@ -78,12 +82,12 @@ class Evaluator:
         return self._extractor
 
     def statistics(self, source: SourceLike, num_images: int | None = None,
-                   desc: str | None = None) -> FeatureRun:
+                   desc: str | None = None, keep_features: bool = False) -> FeatureRun:
         src = open_source(source, num_images=num_images, batch_size=self.batch_size)
         return extract_statistics(src, self.protocol, self.extractor, num_images=num_images,
                                   batch_size=self.batch_size, use_cache=self.use_cache,
                                   skip_bad=self.skip_bad, progress=self.progress, desc=desc,
-                                  chunk_size=self.chunk_size)
+                                  chunk_size=self.chunk_size, keep_features=keep_features)
 
     def side(self, source: SourceLike | FeatureStatistics, num_images: int | None,
              desc: str) -> tuple[FeatureStatistics, SideSummary, list[str]]:
@@ -139,3 +143,56 @@ def compute_fid(a: SourceLike | FeatureStatistics, b: SourceLike | FeatureStatis
     return FIDResult(value, evaluator.protocol.name, evaluator.protocol.description,
                      extractor_id, weights, [summary for _, summary in sides],
                      time.perf_counter() - start, notes)
+
+
+def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[str] | None = None,
+             seed: int = 0, num_images: int | None = None,
+             out_dir: str | os.PathLike | None = None, **options) -> dict:
+    """Every requested metric (default: all registered) from ONE feature pass per input.
+
+    Returns one JSON-ready record (values, parameters, seed, protocol, counts, time); with
+    ``out_dir`` also writes ``result.json`` and, when PRD is computed, ``prd.png``.
+    """
+    from genbench.fileio import atomic_path
+    from genbench.metrics.registry import METRICS, MetricInputs, parse_metrics
+
+    start = time.perf_counter()
+    names = parse_metrics(metrics)
+    need_features = any(METRICS[n].needs_features for n in names)
+    evaluator = Evaluator(**options)
+    runs = {side: evaluator.statistics(src, num_images, side, keep_features=need_features)
+            for side, src in (("samples", samples), ("reference", reference))}
+
+    def loader(run: FeatureRun):
+        return lambda: np.concatenate(list(run.iter_features()))
+
+    inputs = MetricInputs(runs["samples"].statistics, runs["reference"].statistics,
+                          loader(runs["samples"]), loader(runs["reference"]), seed=seed)
+    results, timings = {}, {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewSamplesWarning)
+        for name in names:
+            t0 = time.perf_counter()
+            results[name] = METRICS[name].compute(inputs)
+            timings[name] = time.perf_counter() - t0
+    record = {
+        "metrics": results, "seed": seed, "protocol": evaluator.protocol.name,
+        "protocol_description": evaluator.protocol.description,
+        "extractor": runs["samples"].statistics.extractor,
+        "weights_sha256": runs["samples"].statistics.weights_sha256,
+        "inputs": {side: asdict(SideSummary(run.source, run.num_images, False, run.skipped,
+                                            run.extracted, run.seconds))
+                   for side, run in runs.items()},
+        "metric_seconds": timings, "seconds": time.perf_counter() - start,
+        "notes": [str(w.message) for w in caught], "genbench_version": __version__,
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if "prd" in inputs.artifacts:
+            from genbench.report.prd_plot import plot_prd_curves
+            plot_prd_curves({runs["samples"].source: inputs.artifacts["prd"]}, out / "prd.png")
+            record["plots"] = [str(out / "prd.png")]
+        with atomic_path(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+    return record

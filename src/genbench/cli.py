@@ -13,10 +13,11 @@ import sys
 import warnings
 
 from genbench import __version__, distributed
-from genbench.api import Evaluator, compute_fid
+from genbench.api import Evaluator, compute_fid, evaluate
 from genbench.errors import GenbenchError
 from genbench.extractors import EXTRACTORS
 from genbench.features import CHUNK_SIZE
+from genbench.metrics.registry import METRICS
 from genbench.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("b")
     _evaluation_options(fid)
 
+    ev = sub.add_parser("eval", help="several metrics from one feature pass",
+                        description="FID, KID, PRD, precision/recall and density/coverage of "
+                                    "SAMPLES against --ref, from one feature pass per input.")
+    ev.add_argument("samples")
+    ev.add_argument("--ref", required=True, help="reference images (any source)")
+    ev.add_argument("--metrics", default=None,
+                    help=f"comma-separated, from {','.join(METRICS)} (default: all)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    ev.add_argument("--out", default=None, metavar="DIR", help="write result.json and plots")
+    _evaluation_options(ev)
+
     stats = sub.add_parser("stats", help="write feature statistics (.npz, pytorch-fid format)")
     stats.add_argument("source")
     stats.add_argument("-o", "--output", required=True, help="statistics file to write")
@@ -100,6 +112,22 @@ def _cmd_fid(args: argparse.Namespace) -> dict:
     return record
 
 
+def _cmd_eval(args: argparse.Namespace) -> dict:
+    record = evaluate(args.samples, args.ref, metrics=args.metrics, seed=args.seed,
+                      num_images=args.num_images, out_dir=args.out, **_evaluator_kwargs(args))
+    if args.json:
+        return record
+    lines = [f"{name:4s} " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in values.items()
+                                      if isinstance(v, float | int | str))
+             for name, values in record["metrics"].items()]
+    lines.append(f"protocol {record['protocol']}, seed {record['seed']}, images "
+                 f"{record['inputs']['samples']['num_images']} vs "
+                 f"{record['inputs']['reference']['num_images']}, {record['seconds']:.1f} s")
+    lines += [f"note {n}" for n in record["notes"]]
+    return {"text": "\n".join(lines)}
+
+
 def _cmd_stats(args: argparse.Namespace) -> dict:
     evaluator = Evaluator(**_evaluator_kwargs(args))
     run = evaluator.statistics(args.source, args.num_images)
@@ -132,7 +160,7 @@ def _cmd_protocols(args: argparse.Namespace) -> dict:
     return {"text": "\n".join(f"{p.name:12s} {p.description}" for p in PROTOCOLS.values())}
 
 
-COMMANDS = {"fid": _cmd_fid, "stats": _cmd_stats, "weights": _cmd_weights,
+COMMANDS = {"fid": _cmd_fid, "eval": _cmd_eval, "stats": _cmd_stats, "weights": _cmd_weights,
             "protocols": _cmd_protocols}
 
 

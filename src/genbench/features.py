@@ -50,9 +50,13 @@ class FeatureRun:
     extracted: int = 0
     seconds: float = 0.0
     cache_entry: Path | None = None
+    features: list[np.ndarray] | None = None  # kept in memory when the source is uncached
 
     def iter_features(self) -> Iterator[np.ndarray]:
-        """Cached features chunk by chunk (float32), in source order."""
+        """Features chunk by chunk (float32), in source order (from the cache or memory)."""
+        if self.features is not None:
+            yield from self.features
+            return
         if self.cache_entry is None:
             raise GenbenchError("features of an uncached source were not kept; give the "
                                 "source a cache key or enable the cache")
@@ -126,9 +130,11 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                        num_images: int | None = None, batch_size: int = 50,
                        use_cache: bool = True, skip_bad: bool = False,
                        progress: bool = True, desc: str | None = None,
-                       chunk_size: int = CHUNK_SIZE) -> FeatureRun:
+                       chunk_size: int = CHUNK_SIZE, keep_features: bool = False) -> FeatureRun:
     """Features of the first ``num_images`` images of ``source`` (all when None), reduced to
-    float64 mean and covariance; resumes from and fills the cache."""
+    float64 mean and covariance; resumes from and fills the cache. ``keep_features`` keeps
+    the features of an uncached source in memory (gathered from every process), for metrics
+    that need them."""
     start_time = time.perf_counter()
     total = len(source)
     if num_images is not None:
@@ -162,6 +168,8 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                            or not (entry / f"chunk-{c:06d}.npz").is_file()))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
+    kept_features: list[tuple[int, np.ndarray]] | None = [] if (
+        keep_features and entry is None) else None
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
                desc=desc or source.describe(), disable=not (progress and ctx.is_main))
@@ -183,6 +191,8 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                                  skipped=np.array(chunk_skipped, dtype=str))
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
             skipped += chunk_skipped
+            if kept_features is not None:
+                kept_features.append((c, features))
 
     counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
     distributed.all_reduce_sum(moments.sum)
@@ -201,8 +211,13 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
             tmp.write_text(json.dumps({"num_samples": stats.num_samples, "skipped": skipped,
                                        "requested": total, **meta}, indent=1))
     distributed.barrier()
+    in_memory = None
+    if kept_features is not None:
+        gathered = [pair for part in distributed.all_gather_objects(kept_features)
+                    for pair in part]
+        in_memory = [features for _, features in sorted(gathered, key=lambda p: p[0])]
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
-                      time.perf_counter() - start_time, entry)
+                      time.perf_counter() - start_time, entry, in_memory)
 
 
 def _stats_arrays(path: Path) -> dict[str, np.ndarray]:

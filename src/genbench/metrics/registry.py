@@ -1,0 +1,121 @@
+"""The metrics ``genbench eval`` knows, each a pure function of one feature pass.
+
+A metric gets a ``MetricInputs`` (statistics of both sides, and their features, loaded only when
+a metric asks) and returns a JSON-ready dict. Add a metric with ``register_metric``; nothing else
+needs editing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genbench.errors import GenbenchError
+from genbench.stats import FeatureStatistics
+
+
+@dataclass
+class MetricInputs:
+    """Both sides of a comparison: ``samples`` (the model) against ``reference`` (the data)."""
+
+    samples_stats: FeatureStatistics
+    reference_stats: FeatureStatistics
+    load_samples: Callable[[], np.ndarray]
+    load_reference: Callable[[], np.ndarray]
+    seed: int = 0
+    artifacts: dict = field(default_factory=dict)  # e.g. the PRD curve, for plots
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def samples(self) -> np.ndarray:
+        if "samples" not in self._cache:
+            self._cache["samples"] = self.load_samples()
+        return self._cache["samples"]
+
+    @property
+    def reference(self) -> np.ndarray:
+        if "reference" not in self._cache:
+            self._cache["reference"] = self.load_reference()
+        return self._cache["reference"]
+
+
+def _fid(inputs: MetricInputs) -> dict:
+    from genbench.metrics.fid import fid_from_statistics
+
+    return {"value": fid_from_statistics(inputs.samples_stats, inputs.reference_stats)}
+
+
+def _kid(inputs: MetricInputs) -> dict:
+    from genbench.metrics.kid import kernel_inception_distance
+
+    r = kernel_inception_distance(inputs.samples, inputs.reference, seed=inputs.seed)
+    return {"mean": r.mean, "std": r.std, "num_subsets": r.num_subsets,
+            "subset_size": r.subset_size, "seed": r.seed, "estimator": r.estimator}
+
+
+def _prd(inputs: MetricInputs) -> dict:
+    from genbench.metrics.prd import prd_from_features
+
+    r = prd_from_features(inputs.samples, inputs.reference, seed=inputs.seed,
+                          balance="subsample")
+    inputs.artifacts["prd"] = r
+    return {"f_8": r.f_beta, "f_1/8": r.f_beta_inv, **r.summary()}
+
+
+def _pr(inputs: MetricInputs) -> dict:
+    from genbench.metrics.manifold import precision_recall
+
+    r = precision_recall(inputs.reference, inputs.samples, nearest_k=3)
+    return {"precision": r.precision, "recall": r.recall, "nearest_k": r.nearest_k,
+            "comparison": r.comparison}
+
+
+def _dc(inputs: MetricInputs) -> dict:
+    from genbench.metrics.manifold import density_coverage
+
+    r = density_coverage(inputs.reference, inputs.samples, nearest_k=5)
+    return {"density": r.density, "coverage": r.coverage, "nearest_k": r.nearest_k,
+            "comparison": r.comparison}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    description: str
+    compute: Callable[[MetricInputs], dict]
+    needs_features: bool
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    if spec.name in METRICS:
+        raise ValueError(f"metric {spec.name!r} is already registered")
+    METRICS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    MetricSpec("fid", "Fréchet distance of the feature Gaussians", _fid, False),
+    MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
+                      "subsets", _kid, True),
+    MetricSpec("prd", "precision and recall for distributions (Sajjadi 2018): F_8, F_1/8",
+               _prd, True),
+    MetricSpec("pr", "improved precision/recall (Kynkäänniemi 2019), k = 3, '<='", _pr, True),
+    MetricSpec("dc", "density/coverage (Naeem 2020), k = 5, '<' as prdc", _dc, True),
+):
+    register_metric(_spec)
+
+
+def parse_metrics(text: str | list[str] | None) -> list[str]:
+    """'fid,kid' or a list -> validated names (default: every registered metric)."""
+    names = list(METRICS) if not text else (
+        [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else text)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise GenbenchError(f"unknown metric(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(METRICS)}")
+    return names

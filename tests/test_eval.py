@@ -1,0 +1,81 @@
+"""`genbench eval`: every metric from one feature pass, equal to the metric functions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genbench.api import evaluate
+from genbench.cli import main
+from genbench.errors import GenbenchError
+from genbench.extractors import EXTRACTORS
+from genbench.metrics.kid import kernel_inception_distance
+from genbench.metrics.manifold import density_coverage, precision_recall
+from genbench.protocols import get_protocol
+from genbench.sources import GeneratorSource
+
+OPTS = {"extractor": "tiny-test", "batch_size": 10, "progress": False}
+
+
+@pytest.fixture
+def image_sets():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    return a, b
+
+
+def _features(images):
+    ext = EXTRACTORS["tiny-test"]()
+    return ext(get_protocol("tf")(torch.from_numpy(images).permute(0, 3, 1, 2))).double().numpy()
+
+
+def test_metrics_equal_the_functions_on_the_same_features(fresh_cache, image_sets, tmp_path):
+    a, b = image_sets
+    record = evaluate(a, b, seed=3, out_dir=tmp_path / "out", **OPTS)
+    m = record["metrics"]
+    assert set(m) == {"fid", "kid", "prd", "pr", "dc"}
+    fa, fb = _features(a), _features(b)
+    kid = kernel_inception_distance(fa, fb, seed=3)
+    assert m["kid"]["mean"] == pytest.approx(kid.mean, rel=1e-5, abs=1e-9)
+    pr = precision_recall(fb, fa, nearest_k=3)
+    assert (m["pr"]["precision"], m["pr"]["recall"]) == (pr.precision, pr.recall)
+    dc = density_coverage(fb, fa, nearest_k=5)
+    assert m["dc"]["density"] == pytest.approx(dc.density)
+    assert 0 <= m["prd"]["f_8"] <= 1 and m["prd"]["seed"] == 3
+    assert record["inputs"]["samples"]["num_images"] == 40
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved["metrics"]["fid"]["value"] == m["fid"]["value"]
+    with Image.open(tmp_path / "out" / "prd.png") as png:
+        assert png.size[0] > 100
+    again = evaluate(a, b, seed=3, **OPTS)  # from the cache, same numbers
+    assert again["inputs"]["samples"]["extracted"] == 0
+    assert again["metrics"]["kid"] == m["kid"] and again["metrics"]["prd"] == m["prd"]
+
+
+def test_uncached_generator_keeps_features_in_memory(fresh_cache, image_sets):
+    a, b = image_sets
+    it = iter(np.array_split(a, 4))
+    gen = GeneratorSource(lambda n: next(it), num_images=40, batch_size=10)
+    record = evaluate(gen, b, metrics="fid,pr", **OPTS)
+    direct = evaluate(a, b, metrics="fid,pr", **OPTS)
+    assert record["metrics"]["pr"] == direct["metrics"]["pr"]
+    assert record["metrics"]["fid"]["value"] == pytest.approx(direct["metrics"]["fid"]["value"],
+                                                              rel=1e-9)
+
+
+def test_unknown_metric(fresh_cache, image_sets):
+    with pytest.raises(GenbenchError, match=r"unknown metric.*fidd"):
+        evaluate(*image_sets, metrics="fid,fidd", **OPTS)
+
+
+def test_cli_eval_json(fresh_cache, tmp_path, image_sets, capsys):
+    a, b = image_sets
+    np.savez(tmp_path / "a.npz", a)
+    np.savez(tmp_path / "b.npz", b)
+    assert main(["eval", str(tmp_path / "a.npz"), "--ref", str(tmp_path / "b.npz"),
+                 "--metrics", "fid,dc", "--extractor", "tiny-test", "--json", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record["metrics"]) == {"fid", "dc"} and record["protocol"] == "tf"
