@@ -79,3 +79,23 @@ def test_cli_eval_json(fresh_cache, tmp_path, image_sets, capsys):
                  "--metrics", "fid,dc", "--extractor", "tiny-test", "--json", "--quiet"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert set(record["metrics"]) == {"fid", "dc"} and record["protocol"] == "tf"
+
+
+def test_user_features_from_npy(fresh_cache, tmp_path, rng):
+    a = rng.standard_normal((300, 16)).astype(np.float32)
+    b = (rng.standard_normal((300, 16)) + 0.5).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    record = evaluate(str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), metrics="fid,pr",
+                      progress=False)
+    pr = precision_recall(b, a, nearest_k=3)
+    assert record["metrics"]["pr"]["precision"] == pr.precision
+    from genbench.metrics.fid import frechet_distance
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    expected = frechet_distance(a64.mean(0), np.cov(a64, rowvar=False), b64.mean(0),
+                                np.cov(b64, rowvar=False))
+    assert record["metrics"]["fid"]["value"] == pytest.approx(expected, rel=1e-9)
+    assert record["inputs"]["samples"]["num_images"] == 300
+    np.save(tmp_path / "i.npy", np.zeros((3, 4), np.int64))
+    with pytest.raises(GenbenchError, match=r"i\.npy: a 2-D feature array must be float"):
+        evaluate(str(tmp_path / "i.npy"), str(tmp_path / "b.npy"), metrics="fid")

@@ -18,7 +18,12 @@ from genbench.features import CHUNK_SIZE, FeatureRun, extract_statistics
 from genbench.metrics.fid import FewSamplesWarning, fid_from_statistics
 from genbench.protocols import DEFAULT_PROTOCOL, get_protocol
 from genbench.sources import SourceLike, open_source
-from genbench.stats import FeatureStatistics, is_statistics_file, load_statistics
+from genbench.stats import (
+    FeatureStatistics,
+    StreamingMoments,
+    is_statistics_file,
+    load_statistics,
+)
 
 
 @dataclass
@@ -145,6 +150,28 @@ def compute_fid(a: SourceLike | FeatureStatistics, b: SourceLike | FeatureStatis
                      time.perf_counter() - start, notes)
 
 
+def _user_features(source, num_images: int | None) -> FeatureRun | None:
+    """A ``.npy`` file holding a 2-D float array is taken as precomputed features (N × D),
+    from any extractor; metrics then run on them directly."""
+    if not isinstance(source, str | os.PathLike) or Path(source).suffix.lower() != ".npy":
+        return None
+    try:
+        array = np.load(source, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise GenbenchError(f"{source}: not a readable .npy file ({exc})") from None
+    if array.ndim != 2:
+        return None  # images: handled by the image sources
+    if not np.issubdtype(array.dtype, np.floating):
+        raise GenbenchError(f"{source}: a 2-D feature array must be float, got {array.dtype}")
+    if num_images is not None:
+        array = array[:num_images]
+    features = np.asarray(array, dtype=np.float32)
+    moments = StreamingMoments(features.shape[1])
+    moments.update(features.astype(np.float64))
+    stats = moments.statistics(extractor=f"features from {source}", label=str(source))
+    return FeatureRun(stats, str(source), len(features), features=[features])
+
+
 def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[str] | None = None,
              seed: int = 0, num_images: int | None = None,
              out_dir: str | os.PathLike | None = None, **options) -> dict:
@@ -160,7 +187,8 @@ def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[
     names = parse_metrics(metrics)
     need_features = any(METRICS[n].needs_features for n in names)
     evaluator = Evaluator(**options)
-    runs = {side: evaluator.statistics(src, num_images, side, keep_features=need_features)
+    runs = {side: _user_features(src, num_images) or evaluator.statistics(
+                src, num_images, side, keep_features=need_features)
             for side, src in (("samples", samples), ("reference", reference))}
 
     def loader(run: FeatureRun):
