@@ -1,4 +1,4 @@
-"""Python API, mirroring the CLI: ``compute_statistics`` and ``compute_fid``."""
+"""Python API, mirroring the CLI: ``compute_fid``, ``compute_statistics`` and ``evaluate``."""
 
 from __future__ import annotations
 
