@@ -1,0 +1,85 @@
+"""Precision/recall/density/coverage: genbench's blocked k-NN vs ``prdc.compute_prdc``.
+
+Each method runs in its own subprocess on the same synthetic Inception-like features (ReLU of a
+random mixing, N per side, d dims, seeded), so peak memory (max RSS above the process's
+baseline after the features are built) and time are measured separately. Values are compared.
+prdc lives in the peers' venv (see ../shared/reference/offline-assets.md):
+
+    /work/peers-venv/bin/pip install --no-deps -e .
+    /work/peers-venv/bin/python bench/prdc_speed.py --n 20000 --dim 2048 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def make_features(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mixing = (rng.standard_normal((64, dim)) / 8).astype(np.float32)
+    real = np.maximum(rng.standard_normal((n, 64)).astype(np.float32) @ mixing, 0)
+    fake = np.maximum((rng.standard_normal((n, 64)).astype(np.float32) + 0.1) @ mixing, 0)
+    return real, fake
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(method: str, n: int, dim: int, k: int) -> dict:
+    real, fake = make_features(n, dim)
+    baseline = _max_rss_mb()
+    start = time.perf_counter()
+    if method == "prdc":
+        from prdc import compute_prdc
+
+        values = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    else:
+        from genbench.metrics.manifold import prdc
+
+        values = prdc(real, fake, nearest_k=k).as_dict()
+    seconds = time.perf_counter() - start
+    return {"method": method, "seconds": seconds, "peak_rss_above_baseline_mb":
+            _max_rss_mb() - baseline, "values": {k_: float(v) for k_, v in values.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--worker", choices=["prdc", "genbench"], help=argparse.SUPPRESS)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_one(args.worker, args.n, args.dim, args.k)))
+        return
+    results = {}
+    for method in ("genbench", "prdc"):
+        out = subprocess.run([sys.executable, __file__, "--worker", method, "--n", str(args.n),
+                              "--dim", str(args.dim), "--k", str(args.k)],
+                             capture_output=True, text=True, check=True)
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(method, results[method], flush=True)
+    g, p = results["genbench"], results["prdc"]
+    record = {"n": args.n, "dim": args.dim, "k": args.k, "results": results,
+              "speedup": p["seconds"] / g["seconds"],
+              "memory_ratio": g["peak_rss_above_baseline_mb"]
+              / max(p["peak_rss_above_baseline_mb"], 1e-9),
+              "max_abs_value_difference": max(abs(g["values"][m] - p["values"][m])
+                                              for m in p["values"])}
+    print(json.dumps(record, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
