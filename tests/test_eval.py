@@ -99,3 +99,29 @@ def test_user_features_from_npy(fresh_cache, tmp_path, rng):
     np.save(tmp_path / "i.npy", np.zeros((3, 4), np.int64))
     with pytest.raises(GenbenchError, match=r"i\.npy: a 2-D feature array must be float"):
         evaluate(str(tmp_path / "i.npy"), str(tmp_path / "b.npy"), metrics="fid")
+
+
+def test_per_class_results_with_labels(fresh_cache, tmp_path, image_sets):
+    a, b = image_sets
+    labels = np.repeat(np.arange(4), 10)
+    keep = labels != 3  # the "model" drops class 3 entirely
+    np.savez(tmp_path / "s.npz", a[keep], labels[keep])
+    np.savez(tmp_path / "r.npz", b, labels)
+    record = evaluate(str(tmp_path / "s.npz"), str(tmp_path / "r.npz"), metrics="fid",
+                      per_class=True, **OPTS)
+    per_class = record["per_class"]
+    assert set(per_class) == {"0", "1", "2", "3"}
+    assert per_class["3"] == {"num_samples": 0, "num_reference": 10}
+    fa, fb = _features(a[:10]), _features(b[:10])
+    from genbench.metrics.fid import frechet_distance
+    expected = frechet_distance(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0),
+                                np.cov(fb, rowvar=False))
+    assert per_class["0"]["fid"] == pytest.approx(expected, rel=1e-4)
+    assert 0 <= per_class["1"]["precision"] <= 1
+    # cached second run gives the same labels and numbers
+    again = evaluate(str(tmp_path / "s.npz"), str(tmp_path / "r.npz"), metrics="fid",
+                     per_class=True, **OPTS)
+    assert again["inputs"]["samples"]["extracted"] == 0 and again["per_class"] == per_class
+    unlabelled = evaluate(a, b, metrics="fid", per_class=True, **OPTS)
+    assert "per_class" not in unlabelled
+    assert any("need labels" in n for n in unlabelled["notes"])

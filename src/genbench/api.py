@@ -172,13 +172,38 @@ def _user_features(source, num_images: int | None) -> FeatureRun | None:
     return FeatureRun(stats, str(source), len(features), features=[features])
 
 
+def _per_class(samples: np.ndarray, labels_s: np.ndarray, reference: np.ndarray,
+               labels_r: np.ndarray) -> dict[str, dict]:
+    """FID and improved precision/recall (k = 3) within each class present on both sides;
+    a class missing from the samples is reported with 0 samples (and no values)."""
+    from genbench.metrics.fid import frechet_distance
+    from genbench.metrics.manifold import precision_recall
+
+    out: dict[str, dict] = {}
+    for cls in np.unique(labels_r):
+        s, r = samples[labels_s == cls].astype(np.float64), reference[labels_r == cls]
+        entry: dict = {"num_samples": len(s), "num_reference": len(r)}
+        if len(s) >= 2 and len(r) >= 2:
+            r64 = r.astype(np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                entry["fid"] = frechet_distance(s.mean(0), np.cov(s, rowvar=False),
+                                                r64.mean(0), np.cov(r64, rowvar=False))
+        if len(s) > 3 and len(r) > 3:
+            pr = precision_recall(r, s, nearest_k=3)
+            entry.update(precision=pr.precision, recall=pr.recall)
+        out[str(int(cls))] = entry
+    return out
+
+
 def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[str] | None = None,
-             seed: int = 0, num_images: int | None = None,
+             seed: int = 0, num_images: int | None = None, per_class: bool = False,
              out_dir: str | os.PathLike | None = None, **options) -> dict:
     """Every requested metric (default: all registered) from ONE feature pass per input.
 
     Returns one JSON-ready record (values, parameters, seed, protocol, counts, time); with
     ``out_dir`` also writes ``result.json`` and, when PRD is computed, ``prd.png``.
+    ``per_class`` adds FID and precision/recall per class when both inputs carry labels.
     """
     from genbench.fileio import atomic_path
     from genbench.metrics.registry import METRICS, MetricInputs, parse_metrics
@@ -203,6 +228,15 @@ def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[
             t0 = time.perf_counter()
             results[name] = METRICS[name].compute(inputs)
             timings[name] = time.perf_counter() - t0
+    notes = [str(w.message) for w in caught]
+    per_class_results = None
+    if per_class:
+        labels_s, labels_r = runs["samples"].labels, runs["reference"].labels
+        if labels_s is None or labels_r is None:
+            notes.append("per-class results need labels on both inputs (ADM .npz arr_1, "
+                         "a data set, or arrays with labels); skipped")
+        else:
+            per_class_results = _per_class(inputs.samples, labels_s, inputs.reference, labels_r)
     record = {
         "metrics": results, "seed": seed, "protocol": evaluator.protocol.name,
         "protocol_description": evaluator.protocol.description,
@@ -212,8 +246,10 @@ def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[
                                             run.extracted, run.seconds))
                    for side, run in runs.items()},
         "metric_seconds": timings, "seconds": time.perf_counter() - start,
-        "notes": [str(w.message) for w in caught], "genbench_version": __version__,
+        "notes": notes, "genbench_version": __version__,
     }
+    if per_class_results is not None:
+        record["per_class"] = per_class_results
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

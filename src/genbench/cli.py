@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, from {','.join(METRICS)} (default: all)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     ev.add_argument("--out", default=None, metavar="DIR", help="write result.json and plots")
+    ev.add_argument("--per-class", action="store_true",
+                    help="also FID and precision/recall per class (needs labels on both sides)")
     _evaluation_options(ev)
 
     stats = sub.add_parser("stats", help="write feature statistics (.npz, pytorch-fid format)")
@@ -114,13 +116,17 @@ def _cmd_fid(args: argparse.Namespace) -> dict:
 
 def _cmd_eval(args: argparse.Namespace) -> dict:
     record = evaluate(args.samples, args.ref, metrics=args.metrics, seed=args.seed,
-                      num_images=args.num_images, out_dir=args.out, **_evaluator_kwargs(args))
+                      num_images=args.num_images, per_class=args.per_class, out_dir=args.out,
+                      **_evaluator_kwargs(args))
     if args.json:
         return record
     lines = [f"{name:4s} " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in values.items()
                                       if isinstance(v, float | int | str))
              for name, values in record["metrics"].items()]
+    for cls, values in record.get("per_class", {}).items():
+        lines.append(f"  class {cls}: " + ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()))
     lines.append(f"protocol {record['protocol']}, seed {record['seed']}, images "
                  f"{record['inputs']['samples']['num_images']} vs "
                  f"{record['inputs']['reference']['num_images']}, {record['seconds']:.1f} s")

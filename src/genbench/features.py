@@ -51,6 +51,7 @@ class FeatureRun:
     seconds: float = 0.0
     cache_entry: Path | None = None
     features: list[np.ndarray] | None = None  # kept in memory when the source is uncached
+    labels: np.ndarray | None = None  # class of each feature row, when the source has labels
 
     def iter_features(self) -> Iterator[np.ndarray]:
         """Features chunk by chunk (float32), in source order (from the cache or memory)."""
@@ -159,7 +160,8 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         stats = FeatureStatistics(**{**_stats_arrays(entry / "stats.npz"), **meta,
                                      "num_samples": info["num_samples"]})
         return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
-                          time.perf_counter() - start_time, entry)
+                          time.perf_counter() - start_time, entry,
+                          labels=_labels(source, _cached_indices(entry)))
 
     chunks = [list(range(s, min(s + chunk_size, total))) for s in range(0, total, chunk_size)]
     mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
@@ -168,7 +170,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                            or not (entry / f"chunk-{c:06d}.npz").is_file()))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
-    kept_features: list[tuple[int, np.ndarray]] | None = [] if (
+    kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if (
         keep_features and entry is None) else None
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
@@ -178,7 +180,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
             chunk_path = entry / f"chunk-{c:06d}.npz" if entry is not None else None
             if chunk_path is not None and chunk_path.is_file():
                 with np.load(chunk_path) as data:
-                    features = data["features"]
+                    features, kept = data["features"], data["indices"]
                     chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
             else:
@@ -192,7 +194,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
             skipped += chunk_skipped
             if kept_features is not None:
-                kept_features.append((c, features))
+                kept_features.append((c, features, kept))
 
     counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
     distributed.all_reduce_sum(moments.sum)
@@ -211,13 +213,32 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
             tmp.write_text(json.dumps({"num_samples": stats.num_samples, "skipped": skipped,
                                        "requested": total, **meta}, indent=1))
     distributed.barrier()
-    in_memory = None
+    in_memory, indices = None, None
     if kept_features is not None:
-        gathered = [pair for part in distributed.all_gather_objects(kept_features)
-                    for pair in part]
-        in_memory = [features for _, features in sorted(gathered, key=lambda p: p[0])]
+        gathered = sorted((item for part in distributed.all_gather_objects(kept_features)
+                           for item in part), key=lambda item: item[0])
+        in_memory = [features for _, features, _ in gathered]
+        indices = np.concatenate([idx for _, _, idx in gathered])
+    elif entry is not None:
+        indices = _cached_indices(entry)
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
-                      time.perf_counter() - start_time, entry, in_memory)
+                      time.perf_counter() - start_time, entry, in_memory,
+                      _labels(source, indices))
+
+
+def _cached_indices(entry: Path) -> np.ndarray:
+    """Source indices of the cached feature rows, in row order."""
+    parts = []
+    for path in sorted(entry.glob("chunk-*.npz")):
+        with np.load(path) as data:
+            parts.append(data["indices"])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _labels(source: ImageSource, indices: np.ndarray | None) -> np.ndarray | None:
+    if source.labels is None or indices is None:
+        return None
+    return np.asarray(source.labels)[indices]
 
 
 def _stats_arrays(path: Path) -> dict[str, np.ndarray]:
