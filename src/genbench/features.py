@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +161,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                                      "num_samples": info["num_samples"]})
         return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
                           time.perf_counter() - start_time, entry,
-                          labels=_labels(source, _cached_indices(entry)))
+                          labels=_labels(source, lambda: _cached_indices(entry)))
 
     chunks = [list(range(s, min(s + chunk_size, total))) for s in range(0, total, chunk_size)]
     mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
@@ -219,11 +219,10 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                            for item in part), key=lambda item: item[0])
         in_memory = [features for _, features, _ in gathered]
         indices = np.concatenate([idx for _, _, idx in gathered])
-    elif entry is not None:
-        indices = _cached_indices(entry)
+    row_indices = (lambda: indices) if entry is None else (lambda: _cached_indices(entry))
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
                       time.perf_counter() - start_time, entry, in_memory,
-                      _labels(source, indices))
+                      _labels(source, row_indices))
 
 
 def _cached_indices(entry: Path) -> np.ndarray:
@@ -235,10 +234,13 @@ def _cached_indices(entry: Path) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _labels(source: ImageSource, indices: np.ndarray | None) -> np.ndarray | None:
-    if source.labels is None or indices is None:
+def _labels(source: ImageSource,
+            row_indices: Callable[[], np.ndarray | None]) -> np.ndarray | None:
+    """Labels of the feature rows; the row indices are read only for labelled sources."""
+    if source.labels is None:
         return None
-    return np.asarray(source.labels)[indices]
+    indices = row_indices()
+    return None if indices is None else np.asarray(source.labels)[indices]
 
 
 def _stats_arrays(path: Path) -> dict[str, np.ndarray]:
