@@ -33,7 +33,7 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(method: str, n: int, dim: int, k: int) -> dict:
+def run_one(method: str, n: int, dim: int, k: int, block_size: int) -> dict:
     real, fake = make_features(n, dim)
     baseline = _max_rss_mb()
     start = time.perf_counter()
@@ -44,7 +44,7 @@ def run_one(method: str, n: int, dim: int, k: int) -> dict:
     else:
         from genbench.metrics.manifold import prdc
 
-        values = prdc(real, fake, nearest_k=k).as_dict()
+        values = prdc(real, fake, nearest_k=k, block_size=block_size).as_dict()
     seconds = time.perf_counter() - start
     return {"method": method, "seconds": seconds, "peak_rss_above_baseline_mb":
             _max_rss_mb() - baseline, "values": {k_: float(v) for k_, v in values.items()}}
@@ -55,21 +55,24 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--worker", choices=["prdc", "genbench"], help=argparse.SUPPRESS)
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_one(args.worker, args.n, args.dim, args.k)))
+        print(json.dumps(run_one(args.worker, args.n, args.dim, args.k, args.block_size)))
         return
     results = {}
     for method in ("genbench", "prdc"):
         out = subprocess.run([sys.executable, __file__, "--worker", method, "--n", str(args.n),
-                              "--dim", str(args.dim), "--k", str(args.k)],
+                              "--dim", str(args.dim), "--k", str(args.k),
+                              "--block-size", str(args.block_size)],
                              capture_output=True, text=True, check=True)
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
         print(method, results[method], flush=True)
     g, p = results["genbench"], results["prdc"]
-    record = {"n": args.n, "dim": args.dim, "k": args.k, "results": results,
+    record = {"n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
+              "results": results,
               "speedup": p["seconds"] / g["seconds"],
               "memory_ratio": g["peak_rss_above_baseline_mb"]
               / max(p["peak_rss_above_baseline_mb"], 1e-9),

@@ -81,19 +81,70 @@ def test_block_size_does_not_change_results(features, case):
         assert results[7] == results[64] == results[n], comparison
 
 
-def test_tiles_stay_within_block(monkeypatch, features):
+@pytest.mark.parametrize("dtype", ["mixed", "float64"])
+def test_tiles_stay_within_block(monkeypatch, features, dtype):
     """Nothing larger than block_size × block_size is computed."""
     real, fake = features["gaussian"]
     shapes = []
-    tile = manifold._squared_distance_tile
+    tile64, tile32 = manifold._squared_distance_tile, manifold._Float32Screen.tile
 
-    def recording(x, xx, y, yy):
+    def recording64(x, xx, y, yy):
         shapes.append((x.shape[0], y.shape[0]))
-        return tile(x, xx, y, yy)
+        return tile64(x, xx, y, yy)
 
-    monkeypatch.setattr(manifold, "_squared_distance_tile", recording)
-    prdc(real, fake, 5, block_size=100)
-    assert max(a * b for a, b in shapes) <= 100 * 100
+    def recording32(self, rows, other, cols):
+        out = tile32(self, rows, other, cols)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(manifold, "_squared_distance_tile", recording64)
+    monkeypatch.setattr(manifold._Float32Screen, "tile", recording32)
+    prdc(real, fake, 5, block_size=100, dtype=dtype)
+    assert shapes and max(a * b for a, b in shapes) <= 100 * 100
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mixed_equals_float64(features, case):
+    """float32 tiles + exact rechecks decide every pair as the all-float64 computation."""
+    real, fake = features[case]
+    for comparison in ("<", "<="):
+        for k in (1, 3, 5):
+            exact = prdc(real, fake, k, comparison=comparison, dtype="float64", block_size=64)
+            for bs in (7, 64):
+                mixed = prdc(real, fake, k, comparison=comparison, block_size=bs)
+                assert mixed == exact, (case, comparison, k, bs)
+
+
+def test_mixed_exact_paths(monkeypatch, features):
+    """With a huge float32 error bound every pair and every k-NN ranking is undecided, so
+    everything goes through the exact rechecks and the exact row redo; with a zero bound
+    nothing does. Both must still equal float64 on these (well-separated) features."""
+    real, fake = features["gaussian"]
+    exact = prdc(real, fake, 3, dtype="float64")
+    redone = []
+    redo = manifold._kth_radii_of_rows
+
+    def recording(x, rows, k, block_size):
+        redone.append(rows.numel())
+        return redo(x, rows, k, block_size)
+
+    monkeypatch.setattr(manifold, "_kth_radii_of_rows", recording)
+    monkeypatch.setattr(manifold, "_float32_tolerance", lambda dim: 1.0)
+    assert prdc(real, fake, 3) == exact
+    assert sum(redone) == len(real) + len(fake)  # every row redone exactly
+
+
+def test_mixed_many_duplicates():
+    """More copies of a point than k + extra candidates: the ranking cannot be proved from
+    the candidates kept, the rows are redone exactly, and radii are 0 as in prdc."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((40, 16))
+    real = np.repeat(base, 20, axis=0)
+    fake = np.concatenate([base[:10], rng.standard_normal((30, 16))])
+    for comparison in ("<", "<="):
+        assert prdc(real, fake, 5, comparison=comparison) == \
+            prdc(real, fake, 5, comparison=comparison, dtype="float64")
+    assert np.all(knn_radii(real, 5) == 0)
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -208,7 +259,7 @@ def test_cuda_equals_cpu(features):
     ((20, 4), (20, 4), {"nearest_k": 2.0}, "nearest_k must be a positive integer"),
     ((20, 4), (20, 4), {"comparison": "<<"}, "comparison must be '<' (prdc) or '<='"),
     ((20, 4), (20, 4), {"block_size": 0}, "block_size must be a positive integer"),
-    ((20, 4), (20, 4), {"dtype": "float16"}, "dtype must be 'float64' or 'float32'"),
+    ((20, 4), (20, 4), {"dtype": "float16"}, "dtype must be 'mixed', 'float64' or 'float32'"),
 ])
 def test_errors(real_shape, fake_shape, kwargs, message):
     rng = np.random.default_rng(0)

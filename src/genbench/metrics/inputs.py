@@ -19,9 +19,10 @@ def resolve_device(device, *arrays) -> torch.device:
 
 
 def as_feature_tensor(name: str, value, device: torch.device,
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                      dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
     """A finite, contiguous samples × features tensor of ``dtype`` on ``device``; a one-line
-    GenbenchError naming ``name`` otherwise."""
+    GenbenchError naming ``name`` otherwise. ``dtype=None`` keeps float32 and float64 as they
+    are (no copy) and turns anything else into float64."""
     x = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     if x.ndim != 2:
         raise GenbenchError(f"{name} must be a 2-D (samples × features) array, "
@@ -31,6 +32,8 @@ def as_feature_tensor(name: str, value, device: torch.device,
     if not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32,
                                                  torch.int64, torch.uint8)):
         raise GenbenchError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if dtype is None:
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64
     x = x.to(device=device, dtype=dtype)
     if not bool(torch.isfinite(x).all()):
         raise GenbenchError(f"{name} contains NaN or infinite values")
