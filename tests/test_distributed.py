@@ -42,3 +42,33 @@ def test_two_processes_equal_one(tmp_path, session_cache):
 def _no_torchrun_env(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
+
+
+@requires_weights
+def test_eval_two_processes_equal_one(tmp_path, session_cache):
+    """k-NN metrics, KID and PRD under torchrun: each process reads every rank's cached
+    chunks, so the numbers equal a single process's."""
+    import json
+
+    from genbench.sources.datasets import digits
+
+    images = digits()
+    np.savez(tmp_path / "samples.npz", images.load_many(list(range(24, 48))))
+    args = ["eval", str(tmp_path / "samples.npz"), "--ref", "digits", "--num-images", "24",
+            "--metrics", "fid,kid,pr,dc,prd", "--chunk-size", "5", "--batch-size", "5",
+            "--compile", "no", "--quiet", "--json"]
+    env = {**os.environ, "GENBENCH_CACHE": str(tmp_path / "cache2"), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29534", "-m", "genbench"]
+    two = subprocess.run([*torchrun, *args], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    env["GENBENCH_CACHE"] = str(tmp_path / "cache1")
+    one = subprocess.run([sys.executable, "-m", "genbench", *args], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    m2 = json.loads(two.stdout.strip().splitlines()[-1])["metrics"]
+    m1 = json.loads(one.stdout.strip().splitlines()[-1])["metrics"]
+    for name in ("pr", "dc", "kid", "prd"):
+        assert m2[name] == m1[name], name
+    assert m2["fid"]["value"] == pytest.approx(m1["fid"]["value"], rel=1e-9)

@@ -125,3 +125,53 @@ def test_per_class_results_with_labels(fresh_cache, tmp_path, image_sets):
     unlabelled = evaluate(a, b, metrics="fid", per_class=True, **OPTS)
     assert "per_class" not in unlabelled
     assert any("need labels" in n for n in unlabelled["notes"])
+
+
+def test_per_class_prd(fresh_cache, tmp_path):
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (60, 12, 12, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (60, 12, 12, 3), dtype=np.uint8)
+    labels = np.repeat([0, 1], 30)
+    np.savez(tmp_path / "s.npz", a, labels)
+    np.savez(tmp_path / "r.npz", b, labels)
+    record = evaluate(str(tmp_path / "s.npz"), str(tmp_path / "r.npz"), metrics="fid,prd",
+                      per_class=True, seed=4, **OPTS)
+    from genbench.api import Evaluator
+    from genbench.metrics.prd import prd_from_features
+    ev = Evaluator(**OPTS)  # the same cached features as the evaluation
+    fa, fb = (np.concatenate(list(ev.statistics(str(tmp_path / f)).iter_features()))
+              for f in ("s.npz", "r.npz"))
+    expected = prd_from_features(fa[:30], fb[:30], seed=4)
+    got = record["per_class"]["0"]
+    assert got["prd_f_8"] == pytest.approx(expected.f_beta, abs=1e-6)
+    assert got["prd_f_1/8"] == pytest.approx(expected.f_beta_inv, abs=1e-6)
+    no_prd = evaluate(str(tmp_path / "s.npz"), str(tmp_path / "r.npz"), metrics="fid",
+                      per_class=True, **OPTS)
+    assert "prd_f_8" not in no_prd["per_class"]["0"]
+
+
+def test_cli_several_models_one_prd_plot(fresh_cache, tmp_path, image_sets, capsys):
+    a, b = image_sets
+    np.savez(tmp_path / "good.npz", a)
+    np.savez(tmp_path / "bad.npz", np.clip(a.astype(int) + 90, 0, 255).astype(np.uint8))
+    np.savez(tmp_path / "ref.npz", b)
+    out = tmp_path / "out"
+    assert main(["eval", str(tmp_path / "good.npz"), str(tmp_path / "bad.npz"), "--ref",
+                 str(tmp_path / "ref.npz"), "--metrics", "fid,prd", "--out", str(out),
+                 "--extractor", "tiny-test", "--json", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record["models"]) == {"good", "bad"}
+    good, bad = (record["models"][m]["metrics"]["fid"]["value"] for m in ("good", "bad"))
+    assert good < bad
+    saved = json.loads((out / "result.json").read_text())
+    assert set(saved["prd_curves"]) == {"good", "bad"}
+    assert len(saved["prd_curves"]["good"]["precision"]) == 1001
+    assert (out / "prd.png").is_file()
+
+    assert main(["plot-prd", str(out / "result.json"), "-o", str(tmp_path / "both.png")]) == 0
+    assert "2 curves" in capsys.readouterr().out
+    with Image.open(tmp_path / "both.png") as png:
+        assert png.size[0] > 100
+    (tmp_path / "plain.json").write_text(json.dumps({"metrics": {}}))
+    assert main(["plot-prd", str(tmp_path / "plain.json"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "holds no PRD curve" in capsys.readouterr().err

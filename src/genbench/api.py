@@ -6,6 +6,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -173,11 +174,14 @@ def _user_features(source, num_images: int | None) -> FeatureRun | None:
 
 
 def _per_class(samples: np.ndarray, labels_s: np.ndarray, reference: np.ndarray,
-               labels_r: np.ndarray) -> dict[str, dict]:
-    """FID and improved precision/recall (k = 3) within each class present on both sides;
-    a class missing from the samples is reported with 0 samples (and no values)."""
+               labels_r: np.ndarray, metrics: list[str], seed: int) -> dict[str, dict]:
+    """Within each class present in the reference: FID, improved precision/recall (k = 3)
+    and, when PRD is among ``metrics``, PRD's F_8 and F_1/8 (the class's sets subsampled to
+    equal size with ``seed``). A class missing from the samples is reported with 0 samples
+    (and no values); values needing more samples than a class has are left out."""
     from genbench.metrics.fid import frechet_distance
     from genbench.metrics.manifold import precision_recall
+    from genbench.metrics.prd import DEFAULT_NUM_CLUSTERS, prd_from_features
 
     out: dict[str, dict] = {}
     for cls in np.unique(labels_r):
@@ -192,71 +196,145 @@ def _per_class(samples: np.ndarray, labels_s: np.ndarray, reference: np.ndarray,
         if len(s) > 3 and len(r) > 3:
             pr = precision_recall(r, s, nearest_k=3)
             entry.update(precision=pr.precision, recall=pr.recall)
+        if "prd" in metrics and min(len(s), len(r)) >= DEFAULT_NUM_CLUSTERS:
+            prd = prd_from_features(s, r, seed=seed, balance="subsample")
+            entry.update({"prd_f_8": prd.f_beta, "prd_f_1/8": prd.f_beta_inv})
         out[str(int(cls))] = entry
     return out
+
+
+class _Evaluation:
+    """One reference and the metrics to run against it; models are scored one at a time, each
+    from one feature pass, the reference's features loaded once."""
+
+    def __init__(self, reference: SourceLike, metrics, seed: int, num_images: int | None,
+                 per_class: bool, options: dict):
+        from genbench.metrics.registry import METRICS, parse_metrics
+
+        self.names = parse_metrics(metrics)
+        self.need_features = any(METRICS[n].needs_features for n in self.names)
+        self.evaluator = Evaluator(**options)
+        self.seed, self.num_images, self.per_class = seed, num_images, per_class
+        self.reference = self._run(reference, "reference")
+        self._reference_features: np.ndarray | None = None
+
+    def _run(self, source: SourceLike, desc: str) -> FeatureRun:
+        return _user_features(source, self.num_images) or self.evaluator.statistics(
+            source, self.num_images, desc, keep_features=self.need_features)
+
+    def reference_features(self) -> np.ndarray:
+        if self._reference_features is None:
+            self._reference_features = np.concatenate(list(self.reference.iter_features()))
+        return self._reference_features
+
+    def classifier(self, run: FeatureRun):
+        """The extractor's classifier weight, unless the features came from a .npy file."""
+        if run.statistics.extractor and run.statistics.extractor.startswith("features from "):
+            return None
+        return self.evaluator.extractor.classifier_weight
+
+    def score(self, samples: SourceLike, desc: str = "samples") -> tuple[dict, dict]:
+        """(JSON record, artifacts such as the PRD result) for one model."""
+        from genbench.metrics.inception_score import NoClassifierError
+        from genbench.metrics.registry import METRICS, MetricInputs
+
+        start = time.perf_counter()
+        run = self._run(samples, desc)
+        runs = {"samples": run, "reference": self.reference}
+        inputs = MetricInputs(run.statistics, self.reference.statistics,
+                              lambda: np.concatenate(list(run.iter_features())),
+                              self.reference_features, seed=self.seed,
+                              classifier=self.classifier(run))
+        results, timings, skipped = {}, {}, {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FewSamplesWarning)
+            for name in self.names:
+                t0 = time.perf_counter()
+                try:
+                    results[name] = METRICS[name].compute(inputs)
+                except NoClassifierError as exc:
+                    skipped[name] = str(exc)
+                    continue
+                timings[name] = time.perf_counter() - t0
+        notes = [str(w.message) for w in caught]
+        notes += [f"{name} skipped: {why}" for name, why in skipped.items()]
+        record = {
+            "metrics": results, "seed": self.seed, "protocol": self.evaluator.protocol.name,
+            "protocol_description": self.evaluator.protocol.description,
+            "extractor": run.statistics.extractor,
+            "weights_sha256": run.statistics.weights_sha256,
+            "inputs": {side: asdict(SideSummary(r.source, r.num_images, False, r.skipped,
+                                                r.extracted, r.seconds))
+                       for side, r in runs.items()},
+            "metric_seconds": timings, "seconds": time.perf_counter() - start,
+            "notes": notes, "genbench_version": __version__,
+        }
+        if skipped:
+            record["skipped_metrics"] = skipped
+        if self.per_class:
+            labels_s, labels_r = run.labels, self.reference.labels
+            if labels_s is None or labels_r is None:
+                notes.append("per-class results need labels on both inputs (ADM .npz arr_1, "
+                             "a data set, or arrays with labels); skipped")
+            else:
+                record["per_class"] = _per_class(inputs.samples, labels_s, inputs.reference,
+                                                 labels_r, self.names, self.seed)
+        return record, inputs.artifacts
+
+
+def _write_outputs(out_dir, artifacts: dict[str, dict], record: dict) -> None:
+    """result.json (with the PRD curves) and, when PRD ran, prd.png with every model."""
+    from genbench.fileio import atomic_path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prd = {label: art["prd"] for label, art in artifacts.items() if "prd" in art}
+    if prd:
+        from genbench.report.prd_plot import plot_prd_curves
+
+        plot_prd_curves(prd, out / "prd.png")
+        record["plots"] = [str(out / "prd.png")]
+    curves = {label: {"precision": r.precision.tolist(), "recall": r.recall.tolist()}
+              for label, r in prd.items()}
+    with atomic_path(out / "result.json") as tmp:
+        tmp.write_text(json.dumps({**record, "prd_curves": curves} if curves else record,
+                                  indent=1))
 
 
 def evaluate(samples: SourceLike, reference: SourceLike, *, metrics: str | list[str] | None = None,
              seed: int = 0, num_images: int | None = None, per_class: bool = False,
              out_dir: str | os.PathLike | None = None, **options) -> dict:
-    """Every requested metric (default: all registered) from ONE feature pass per input.
+    """Every requested metric (default: all registered; IS is skipped, with a note, when the
+    weights have no classifier) from ONE feature pass per input.
 
     Returns one JSON-ready record (values, parameters, seed, protocol, counts, time); with
-    ``out_dir`` also writes ``result.json`` and, when PRD is computed, ``prd.png``.
-    ``per_class`` adds FID and precision/recall per class when both inputs carry labels.
+    ``out_dir`` also writes ``result.json`` (with the PRD curve) and, when PRD is computed,
+    ``prd.png``. ``per_class`` adds FID, PRD and precision/recall per class when both inputs
+    carry labels.
     """
-    from genbench.fileio import atomic_path
-    from genbench.metrics.registry import METRICS, MetricInputs, parse_metrics
-
-    start = time.perf_counter()
-    names = parse_metrics(metrics)
-    need_features = any(METRICS[n].needs_features for n in names)
-    evaluator = Evaluator(**options)
-    runs = {side: _user_features(src, num_images) or evaluator.statistics(
-                src, num_images, side, keep_features=need_features)
-            for side, src in (("samples", samples), ("reference", reference))}
-
-    def loader(run: FeatureRun):
-        return lambda: np.concatenate(list(run.iter_features()))
-
-    inputs = MetricInputs(runs["samples"].statistics, runs["reference"].statistics,
-                          loader(runs["samples"]), loader(runs["reference"]), seed=seed)
-    results, timings = {}, {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FewSamplesWarning)
-        for name in names:
-            t0 = time.perf_counter()
-            results[name] = METRICS[name].compute(inputs)
-            timings[name] = time.perf_counter() - t0
-    notes = [str(w.message) for w in caught]
-    per_class_results = None
-    if per_class:
-        labels_s, labels_r = runs["samples"].labels, runs["reference"].labels
-        if labels_s is None or labels_r is None:
-            notes.append("per-class results need labels on both inputs (ADM .npz arr_1, "
-                         "a data set, or arrays with labels); skipped")
-        else:
-            per_class_results = _per_class(inputs.samples, labels_s, inputs.reference, labels_r)
-    record = {
-        "metrics": results, "seed": seed, "protocol": evaluator.protocol.name,
-        "protocol_description": evaluator.protocol.description,
-        "extractor": runs["samples"].statistics.extractor,
-        "weights_sha256": runs["samples"].statistics.weights_sha256,
-        "inputs": {side: asdict(SideSummary(run.source, run.num_images, False, run.skipped,
-                                            run.extracted, run.seconds))
-                   for side, run in runs.items()},
-        "metric_seconds": timings, "seconds": time.perf_counter() - start,
-        "notes": notes, "genbench_version": __version__,
-    }
-    if per_class_results is not None:
-        record["per_class"] = per_class_results
+    session = _Evaluation(reference, metrics, seed, num_images, per_class, options)
+    record, artifacts = session.score(samples)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if "prd" in inputs.artifacts:
-            from genbench.report.prd_plot import plot_prd_curves
-            plot_prd_curves({runs["samples"].source: inputs.artifacts["prd"]}, out / "prd.png")
-            record["plots"] = [str(out / "prd.png")]
-        with atomic_path(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=1))
+        _write_outputs(out_dir, {record["inputs"]["samples"]["source"]: artifacts}, record)
+    return record
+
+
+def evaluate_models(models: Mapping[str, SourceLike], reference: SourceLike, *,
+                    metrics: str | list[str] | None = None, seed: int = 0,
+                    num_images: int | None = None, per_class: bool = False,
+                    out_dir: str | os.PathLike | None = None, **options) -> dict:
+    """``evaluate`` for several models against one reference (extracted once): returns
+    ``{"models": {name: record}, ...}``; with ``out_dir`` one ``prd.png`` holds every
+    model's PRD curve, for comparison."""
+    if not models:
+        raise GenbenchError("evaluate_models needs at least one model")
+    start = time.perf_counter()
+    session = _Evaluation(reference, metrics, seed, num_images, per_class, options)
+    records, artifacts = {}, {}
+    for name, source in models.items():
+        records[name], artifacts[name] = session.score(source, desc=name)
+    record = {"models": records, "seed": seed, "protocol": session.evaluator.protocol.name,
+              "seconds": time.perf_counter() - start, "genbench_version": __version__}
+    if out_dir is not None:
+        _write_outputs(out_dir, artifacts, record)
     return record

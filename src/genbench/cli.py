@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from genbench import __version__, distributed
-from genbench.api import Evaluator, compute_fid, evaluate
+from genbench.api import Evaluator, compute_fid, evaluate, evaluate_models
 from genbench.errors import GenbenchError
 from genbench.extractors import EXTRACTORS
 from genbench.features import CHUNK_SIZE
@@ -61,17 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluation_options(fid)
 
     ev = sub.add_parser("eval", help="several metrics from one feature pass",
-                        description="FID, KID, PRD, precision/recall and density/coverage of "
-                                    "SAMPLES against --ref, from one feature pass per input.")
-    ev.add_argument("samples")
+                        description="FID, KID, IS, PRD, precision/recall and density/coverage "
+                                    "of SAMPLES against --ref, from one feature pass per "
+                                    "input. Several SAMPLES are several models: each is "
+                                    "scored, and their PRD curves share one plot.")
+    ev.add_argument("samples", nargs="+")
     ev.add_argument("--ref", required=True, help="reference images (any source)")
     ev.add_argument("--metrics", default=None,
                     help=f"comma-separated, from {','.join(METRICS)} (default: all)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     ev.add_argument("--out", default=None, metavar="DIR", help="write result.json and plots")
     ev.add_argument("--per-class", action="store_true",
-                    help="also FID and precision/recall per class (needs labels on both sides)")
+                    help="also FID, PRD and precision/recall per class (needs labels on both "
+                         "sides)")
     _evaluation_options(ev)
+
+    plot = sub.add_parser("plot-prd", help="PRD curves of several result.json files on one "
+                                           "plot")
+    plot.add_argument("results", nargs="+", help="result.json files written by eval --out")
+    plot.add_argument("-o", "--output", required=True, help="image to write (.png, .pdf, .svg)")
 
     stats = sub.add_parser("stats", help="write feature statistics (.npz, pytorch-fid format)")
     stats.add_argument("source")
@@ -114,12 +123,16 @@ def _cmd_fid(args: argparse.Namespace) -> dict:
     return record
 
 
-def _cmd_eval(args: argparse.Namespace) -> dict:
-    record = evaluate(args.samples, args.ref, metrics=args.metrics, seed=args.seed,
-                      num_images=args.num_images, per_class=args.per_class, out_dir=args.out,
-                      **_evaluator_kwargs(args))
-    if args.json:
-        return record
+def _model_names(paths: list[str]) -> dict[str, str]:
+    """Short unique names for model inputs: file or folder names, numbered if they clash."""
+    names: dict[str, str] = {}
+    for i, path in enumerate(paths):
+        name = Path(path).stem or path
+        names[name if name not in names else f"{name}#{i + 1}"] = path
+    return names
+
+
+def _format_record(record: dict) -> list[str]:
     lines = [f"{name:4s} " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in values.items()
                                       if isinstance(v, float | int | str))
@@ -130,8 +143,43 @@ def _cmd_eval(args: argparse.Namespace) -> dict:
     lines.append(f"protocol {record['protocol']}, seed {record['seed']}, images "
                  f"{record['inputs']['samples']['num_images']} vs "
                  f"{record['inputs']['reference']['num_images']}, {record['seconds']:.1f} s")
-    lines += [f"note {n}" for n in record["notes"]]
+    return lines + [f"note {n}" for n in record["notes"]]
+
+
+def _cmd_eval(args: argparse.Namespace) -> dict:
+    common = dict(metrics=args.metrics, seed=args.seed, num_images=args.num_images,
+                  per_class=args.per_class, out_dir=args.out, **_evaluator_kwargs(args))
+    if len(args.samples) == 1:
+        record = evaluate(args.samples[0], args.ref, **common)
+        return record if args.json else {"text": "\n".join(_format_record(record))}
+    record = evaluate_models(_model_names(args.samples), args.ref, **common)
+    if args.json:
+        return record
+    lines = []
+    for name, model_record in record["models"].items():
+        lines += [f"== {name}", *_format_record(model_record)]
+    lines += [f"plot {p}" for p in record.get("plots", [])]
     return {"text": "\n".join(lines)}
+
+
+def _cmd_plot_prd(args: argparse.Namespace) -> dict:
+    from genbench.report.prd_plot import plot_prd_curves
+
+    curves = {}
+    for path in args.results:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise GenbenchError(f"{path}: not a readable result.json ({exc})") from None
+        found = data.get("prd_curves")
+        if not found:
+            raise GenbenchError(f"{path}: holds no PRD curve; run genbench eval with prd "
+                                "among --metrics and --out DIR")
+        for label, curve in found.items():
+            name = label if label not in curves else f"{label} ({path})"
+            curves[name] = (curve["precision"], curve["recall"])
+    plot_prd_curves(curves, args.output)
+    return {"text": f"wrote {args.output} ({len(curves)} curves)"}
 
 
 def _cmd_stats(args: argparse.Namespace) -> dict:
@@ -166,8 +214,8 @@ def _cmd_protocols(args: argparse.Namespace) -> dict:
     return {"text": "\n".join(f"{p.name:12s} {p.description}" for p in PROTOCOLS.values())}
 
 
-COMMANDS = {"fid": _cmd_fid, "eval": _cmd_eval, "stats": _cmd_stats, "weights": _cmd_weights,
-            "protocols": _cmd_protocols}
+COMMANDS = {"fid": _cmd_fid, "eval": _cmd_eval, "plot-prd": _cmd_plot_prd, "stats": _cmd_stats,
+            "weights": _cmd_weights, "protocols": _cmd_protocols}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,12 @@ class FeatureExtractor(ABC):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
+    @property
+    def classifier_weight(self) -> torch.Tensor | None:
+        """classes × D weight of a linear classifier on the features (logits = features @
+        weight.T, no bias), or None when the network has none (then no Inception Score)."""
+        return None
+
 
 COMPILE_MIN_IMAGES = 5000
 
@@ -95,6 +101,10 @@ class InceptionExtractor(FeatureExtractor):
     @property
     def has_logits(self) -> bool:
         return self.weights.has_logits
+
+    @property
+    def classifier_weight(self) -> torch.Tensor | None:
+        return self.weights.state_dict["fc.weight"] if self.has_logits else None
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,7 @@ FAST_MAX_NO_IMPROVEMENT = 10
 FAST_REASSIGNMENT_RATIO = 0.01
 
 DEFAULT_KMEANS: KMeansMethod = "fast"
+DEFAULT_NUM_CLUSTERS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +478,7 @@ def _take_rows(x, idx: np.ndarray):
     return x[idx]
 
 
-def prd_from_features(eval_features, ref_features, *, num_clusters: int = 20,
+def prd_from_features(eval_features, ref_features, *, num_clusters: int = DEFAULT_NUM_CLUSTERS,
                       num_angles: int = 1001, num_runs: int = 10, seed: int = 0,
                       balance: BalanceMode = "error", kmeans: KMeansMethod = DEFAULT_KMEANS,
                       beta: float = 8, device: str | torch.device | None = None) -> PRDResult:

