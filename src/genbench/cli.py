@@ -82,6 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("results", nargs="+", help="result.json files written by eval --out")
     plot.add_argument("-o", "--output", required=True, help="image to write (.png, .pdf, .svg)")
 
+    cas = sub.add_parser("cas", help="Classification Accuracy Score of labelled samples",
+                         description="Train a classifier only on the labelled SAMPLES, test "
+                                     "it on REAL_TEST, and compare with the same recipe "
+                                     "trained on REAL_TRAIN (cached).")
+    cas.add_argument("samples", help="class folders, an .npz with arr_1 labels, or a data set")
+    cas.add_argument("--real-train", required=True)
+    cas.add_argument("--real-test", required=True)
+    cas.add_argument("--recipe", default="auto", help="small-resnet, resnet50 or auto (by "
+                                                       "image size)")
+    cas.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    cas.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    cas.add_argument("--nas", default="", help="Naive Augmentation Score: real + these "
+                                               "percentages of synthetic, e.g. 25,50,100")
+    cas.add_argument("--seed", type=int, default=0)
+    cas.add_argument("--device", default="cpu")
+    cas.add_argument("--out", default=None, metavar="DIR",
+                     help="write cas.json and cas_per_class.png")
+    cas.add_argument("--no-cache", action="store_true")
+    cas.add_argument("--json", action="store_true")
+    cas.add_argument("--quiet", action="store_true")
+
     stats = sub.add_parser("stats", help="write feature statistics (.npz, pytorch-fid format)")
     stats.add_argument("source")
     stats.add_argument("-o", "--output", required=True, help="statistics file to write")
@@ -182,6 +203,46 @@ def _cmd_plot_prd(args: argparse.Namespace) -> dict:
     return {"text": f"wrote {args.output} ({len(curves)} curves)"}
 
 
+def _percent(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:5.1f}"
+
+
+def _cmd_cas(args: argparse.Namespace) -> dict:
+    from genbench.cas import classification_accuracy_score
+
+    try:
+        nas = tuple(int(p) for p in args.nas.split(",") if p.strip())
+    except ValueError:
+        raise GenbenchError(f"--nas must be comma-separated integers, got {args.nas!r}") \
+            from None
+    options = {"epochs": args.epochs, "flip": False if args.no_flip else None}
+    record = classification_accuracy_score(
+        args.samples, real_train=args.real_train, real_test=args.real_test,
+        recipe=args.recipe, recipe_options=options, seed=args.seed, nas=nas,
+        device=args.device, out_dir=args.out, use_cache=not args.no_cache,
+        progress=not args.quiet)
+    if args.json:
+        return record
+    cas, real, gap = record["cas"], record["real_baseline"], record["gap"]
+    k = cas["top5_k"]
+    lines = [f"CAS   top-1 {100 * cas['top1']:.2f} %  top-{k} {100 * cas['top5']:.2f} %",
+             f"real  top-1 {100 * real['top1']:.2f} %  top-{k} {100 * real['top5']:.2f} %",
+             f"gap   top-1 {gap['top1_points']:+.2f} points ({100 * gap['top1_relative']:+.1f} "
+             f"% relative), top-{k} {gap['top5_points']:+.2f} points",
+             "per class (CAS / real):"]
+    for row in record["per_class"]:
+        lines.append(f"  {row['class']:3d} {row['name'][:18]:18s} {_percent(row['cas'])} / "
+                     f"{_percent(row['real'])} %   ({row['train_samples']} samples)")
+    lines.append(f"worst classes: {', '.join(record['worst_classes'])}")
+    for pct, acc in record.get("nas", {}).items():
+        lines.append(f"NAS +{pct}%: top-1 {100 * acc['top1']:.2f} %, top-{k} "
+                     f"{100 * acc['top5']:.2f} %")
+    lines.append(f"recipe {record['recipe']['name']}, seed {record['seed']}, "
+                 f"{record['seconds']:.0f} s")
+    lines += [f"note {n}" for n in record["notes"]]
+    return {"text": "\n".join(lines)}
+
+
 def _cmd_stats(args: argparse.Namespace) -> dict:
     evaluator = Evaluator(**_evaluator_kwargs(args))
     run = evaluator.statistics(args.source, args.num_images)
@@ -214,7 +275,8 @@ def _cmd_protocols(args: argparse.Namespace) -> dict:
     return {"text": "\n".join(f"{p.name:12s} {p.description}" for p in PROTOCOLS.values())}
 
 
-COMMANDS = {"fid": _cmd_fid, "eval": _cmd_eval, "plot-prd": _cmd_plot_prd, "stats": _cmd_stats,
+COMMANDS = {"fid": _cmd_fid, "eval": _cmd_eval, "plot-prd": _cmd_plot_prd, "cas": _cmd_cas,
+            "stats": _cmd_stats,
             "weights": _cmd_weights, "protocols": _cmd_protocols}
 
 

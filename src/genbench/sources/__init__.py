@@ -24,10 +24,11 @@ SourceLike = ImageSource | str | os.PathLike | np.ndarray | torch.Tensor
 
 
 def open_source(spec: SourceLike, *, num_images: int | None = None,
-                batch_size: int = 64) -> ImageSource:
+                batch_size: int = 64, with_labels: bool = False) -> ImageSource:
     """Turn what a user passes into an ImageSource: a data set name (``fashion-mnist:test``,
     ``digits``), a folder, a ``.zip``, an ADM-style ``.npz``, a ``.npy``, a numpy array, a torch
-    tensor, or a callable ``batch_size -> images`` (needs ``num_images``)."""
+    tensor, or a callable ``batch_size -> images`` (needs ``num_images``). ``with_labels``
+    labels a folder's images by their first-level sub-folder (one per class)."""
     if isinstance(spec, ImageSource):
         return spec
     if isinstance(spec, np.ndarray | torch.Tensor):
@@ -39,7 +40,7 @@ def open_source(spec: SourceLike, *, num_images: int | None = None,
         return DATASETS[spec]()
     path = Path(spec)
     if path.is_dir():
-        return ImageFolderSource(path)
+        return ImageFolderSource(path, with_labels=with_labels)
     if not path.exists():
         hint = f"; built-in data sets: {', '.join(DATASETS)}" if ":" in str(spec) or \
             not path.suffix else ""

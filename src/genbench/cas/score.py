@@ -1,0 +1,205 @@
+"""Classification Accuracy Score (Ravuri & Vinyals 2019): train a classifier only on
+class-conditional samples, test it on real held-out data, and compare with the same recipe
+trained on the real training set (the baseline, cached once per real data set, recipe and
+seed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genbench import __version__, distributed
+from genbench.cas.data import (
+    ConditionalGenerator,
+    LabelledImages,
+    load_labelled,
+    matched_labels,
+    sample_conditional,
+)
+from genbench.cas.recipes import Recipe, recipe_for
+from genbench.cas.train import Accuracy, evaluate_classifier, train_classifier
+from genbench.errors import GenbenchError
+from genbench.fileio import atomic_path, cache_dir
+
+CAS_CACHE_VERSION = 1
+WORST_CLASSES = 5
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
+                    num_classes: int, seed: int, device, run_dir: Path | None, progress: bool,
+                    desc: str, on_epoch_end=None) -> tuple[Accuracy, float]:
+    """(accuracy on ``test``, training seconds); reuses ``run_dir``'s finished result."""
+    result = run_dir / "result.json" if run_dir is not None else None
+    if result is not None and result.is_file():
+        saved = json.loads(result.read_text())
+        return Accuracy(**saved["accuracy"]), saved["train_seconds"]
+    start = time.perf_counter()
+    net = train_classifier(train, recipe, num_classes, seed=seed, device=device,
+                           checkpoint_dir=run_dir, progress=progress, desc=desc,
+                           on_epoch_end=on_epoch_end)
+    seconds = time.perf_counter() - start
+    accuracy = evaluate_classifier(net, test, recipe, num_classes, device)
+    if result is not None and distributed.current().is_main:
+        with atomic_path(result) as tmp:
+            tmp.write_text(json.dumps({"accuracy": accuracy.as_dict(),
+                                       "train_seconds": seconds}))
+    return accuracy, seconds
+
+
+def _check_labels(samples: LabelledImages, num_classes: int, class_names) -> list[str]:
+    labels = samples.labels.numpy()
+    bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if len(bad):
+        raise GenbenchError(f"{samples.name}: label(s) {', '.join(map(str, bad[:10]))} are not "
+                            f"classes of the real data (0..{num_classes - 1})")
+    missing = [int(c) for c in np.flatnonzero(samples.counts(num_classes) == 0)]
+    if not missing:
+        return []
+    names = [class_names[c] if class_names else str(c) for c in missing]
+    return [f"{samples.name}: no samples of class(es) {', '.join(names)}; the classifier never "
+            "saw them (their CAS accuracy is expected to be 0 %)"]
+
+
+def _relative(value: float, baseline: float) -> float | None:
+    return (value - baseline) / baseline if baseline else None
+
+
+def classification_accuracy_score(
+        samples: str | os.PathLike | LabelledImages | ConditionalGenerator, *,
+        real_train: str | os.PathLike | LabelledImages,
+        real_test: str | os.PathLike | LabelledImages,
+        recipe: str = "auto", recipe_options: dict | None = None, seed: int = 0,
+        per_class: int | None = None, nas: tuple[int, ...] = (), device: str = "cpu",
+        out_dir: str | os.PathLike | None = None, use_cache: bool = True,
+        progress: bool = True, on_epoch_end=None) -> dict:
+    """CAS of ``samples`` (labelled images: a class-folder tree, an ADM .npz with labels, a
+    LabelledImages, or a callable ``labels -> images`` drawn with the real training set's
+    per-class counts, or ``per_class`` of each class). Returns the JSON record: top-1/top-5
+    on ``real_test`` of the recipe trained on the samples and on ``real_train`` (baseline),
+    the gap, per-class accuracies, the classes that fail worst, and with ``nas`` the Naive
+    Augmentation Score (real + p % synthetic per class). With ``out_dir``: ``cas.json`` and
+    ``cas_per_class.png``."""
+    start = time.perf_counter()
+    notes: list[str] = []
+    train = real_train if isinstance(real_train, LabelledImages) else \
+        load_labelled(real_train, "real train", progress)
+    test = real_test if isinstance(real_test, LabelledImages) else \
+        load_labelled(real_test, "real test", progress)
+    class_names = train.class_names
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    if test.size != train.size:
+        test = test.resized(train.size)
+    recipe_obj = recipe_for(recipe, min(train.size)).with_options(**(recipe_options or {}))
+    if callable(samples) and not isinstance(samples, str | os.PathLike | LabelledImages):
+        labels = matched_labels(train, per_class, num_classes, seed)
+        synth = sample_conditional(samples, labels, name=getattr(samples, "__name__",
+                                                                  "generator"),
+                                   progress=progress)
+        notes.append(f"drew {len(labels)} samples: " + (
+            f"{per_class} per class" if per_class else
+            "the real training set's per-class counts"))
+    elif isinstance(samples, LabelledImages):
+        synth = samples
+    else:
+        synth = load_labelled(samples, "samples", progress,
+                              class_names or tuple(str(c) for c in range(num_classes)))
+    if synth.size != train.size:
+        synth = synth.resized(train.size)
+    notes += synth.notes + test.notes
+    notes += _check_labels(synth, num_classes, class_names)
+
+    base = cache_dir() / "cas" if use_cache else None
+    common = (CAS_CACHE_VERSION, recipe_obj.as_dict(), seed, num_classes, train.size,
+              test.fingerprint)
+
+    def run_dir(kind: str, fingerprint: str | None, extra=()) -> Path | None:
+        if out_dir is not None and fingerprint is None:
+            return Path(out_dir) / "checkpoints" / kind
+        if base is None or fingerprint is None or test.fingerprint is None:
+            return None
+        return base / kind / _key(*common, fingerprint, *extra)
+
+    real_acc, real_seconds = _train_and_test(
+        train, test, recipe_obj, num_classes, seed, device,
+        run_dir("baseline", train.fingerprint), progress, "real", on_epoch_end)
+    cas_acc, cas_seconds = _train_and_test(
+        synth, test, recipe_obj, num_classes, seed, device,
+        run_dir("samples", synth.fingerprint), progress, "samples", on_epoch_end)
+
+    nas_results = {}
+    for pct in nas:
+        mixed = _augmented(train, synth, pct, num_classes, seed)
+        acc, _ = _train_and_test(mixed, test, recipe_obj, num_classes, seed, device,
+                                 run_dir("nas", mixed.fingerprint), progress, f"nas {pct}%")
+        nas_results[str(pct)] = {"top1": acc.top1, "top5": acc.top5}
+
+    per_class_rows = []
+    for c in range(num_classes):
+        cas_c, real_c = cas_acc.per_class[c], real_acc.per_class[c]
+        per_class_rows.append({
+            "class": c, "name": class_names[c] if class_names else str(c),
+            "train_samples": int(synth.counts(num_classes)[c]),
+            "real_train": int(train.counts(num_classes)[c]), "test": real_acc.counts[c],
+            "cas": cas_c, "real": real_c,
+            "gap": None if cas_c is None or real_c is None else cas_c - real_c})
+    ranked = sorted((r for r in per_class_rows if r["gap"] is not None),
+                    key=lambda r: (r["gap"], r["cas"]))
+    record = {
+        "metric": "cas", "samples": synth.name, "real_train": train.name,
+        "real_test": test.name, "num_samples": len(synth), "num_classes": num_classes,
+        "cas": {"top1": cas_acc.top1, "top5": cas_acc.top5, "top5_k": cas_acc.top5_k},
+        "real_baseline": {"top1": real_acc.top1, "top5": real_acc.top5,
+                          "train_seconds": real_seconds},
+        "gap": {"top1_points": 100 * (cas_acc.top1 - real_acc.top1),
+                "top1_relative": _relative(cas_acc.top1, real_acc.top1),
+                "top5_points": 100 * (cas_acc.top5 - real_acc.top5),
+                "top5_relative": _relative(cas_acc.top5, real_acc.top5)},
+        "per_class": per_class_rows,
+        "worst_classes": [r["name"] for r in ranked[:WORST_CLASSES]],
+        "recipe": recipe_obj.as_dict(), "seed": seed, "device": str(device),
+        "samples_train_seconds": cas_seconds, "seconds": time.perf_counter() - start,
+        "notes": notes, "genbench_version": __version__,
+    }
+    if nas_results:
+        record["nas"] = nas_results
+    if out_dir is not None and distributed.current().is_main:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        from genbench.report.cas_plot import plot_cas_per_class
+
+        plot_cas_per_class(record, out / "cas_per_class.png")
+        record["plots"] = [str(out / "cas_per_class.png")]
+        with atomic_path(out / "cas.json") as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _augmented(train: LabelledImages, synth: LabelledImages, pct: int, num_classes: int,
+               seed: int) -> LabelledImages:
+    """Real training set plus ``pct`` % extra synthetic examples per class (NAS)."""
+    if pct <= 0:
+        raise GenbenchError(f"NAS percentages must be positive, got {pct}")
+    rng = np.random.default_rng(seed)
+    labels = synth.labels.numpy()
+    picks = []
+    for c, n_real in enumerate(train.counts(num_classes)):
+        pool = np.flatnonzero(labels == c)
+        want = round(n_real * pct / 100)
+        if len(pool) and want:
+            picks.append(rng.choice(pool, want, replace=want > len(pool)))
+    idx = torch.from_numpy(np.concatenate(picks)) if picks else torch.zeros(0, dtype=torch.long)
+    fp = _key(train.fingerprint, synth.fingerprint, pct, seed) \
+        if train.fingerprint and synth.fingerprint else None
+    return LabelledImages(torch.cat([train.images, synth.images[idx]]),
+                          torch.cat([train.labels, synth.labels[idx]]),
+                          f"{train.name} + {pct}% {synth.name}", fp)
