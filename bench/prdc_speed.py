@@ -7,6 +7,10 @@ prdc lives in the peers' venv (see ../shared/reference/offline-assets.md):
 
     /work/peers-venv/bin/pip install --no-deps -e .
     /work/peers-venv/bin/python bench/prdc_speed.py --n 20000 --dim 2048 --json out.json
+
+genbench runs with the project's own interpreter (.venv: CPU torch 2.13 with MKL), prdc with
+the peers' (scikit-learn); genbench under the peers' torch 2.14.1 is slower (its CPU matmuls
+are): pass --genbench-python to choose.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,17 +63,25 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--worker", choices=["prdc", "genbench"], help=argparse.SUPPRESS)
     parser.add_argument("--json")
+    parser.add_argument("--genbench-python", default=None,
+                        help="interpreter for the genbench run (default: the project's .venv "
+                             "if present, else this one); prdc runs in this one")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_one(args.worker, args.n, args.dim, args.k, args.block_size)))
         return
+    project_venv = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    pythons = {"prdc": sys.executable,
+               "genbench": args.genbench_python or (str(project_venv) if project_venv.exists()
+                                                    else sys.executable)}
     results = {}
     for method in ("genbench", "prdc"):
-        out = subprocess.run([sys.executable, __file__, "--worker", method, "--n", str(args.n),
+        out = subprocess.run([pythons[method], __file__, "--worker", method, "--n", str(args.n),
                               "--dim", str(args.dim), "--k", str(args.k),
                               "--block-size", str(args.block_size)],
                              capture_output=True, text=True, check=True)
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[method]["python"] = pythons[method]
         print(method, results[method], flush=True)
     g, p = results["genbench"], results["prdc"]
     record = {"n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
