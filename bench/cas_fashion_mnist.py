@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--blur", type=float, default=1.0)
     parser.add_argument("--fid-n", type=int, default=1000)
     parser.add_argument("--models", default="real,drop-3,shuffle-20,blur")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="use this many training images (seeded) for every model")
     parser.add_argument("--json")
     parser.add_argument("--out", default=None, help="per-model plots under this folder")
     args = parser.parse_args()
@@ -49,10 +51,18 @@ def main() -> None:
 
     train = load_labelled("fashion-mnist:train", "real train")
     test = load_labelled("fashion-mnist:test", "real test")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train))  # as fashion_mnist_prd_demo.py with seed 0
+    if args.train_subset:  # the first images of that order: FID sets stay the demo's
+        sub = torch.from_numpy(np.sort(order[:args.train_subset]))
+        train = LabelledImages(train.images[sub], train.labels[sub],
+                               f"fashion-mnist:train[{args.train_subset} seeded]",
+                               f"{train.fingerprint}:subset{args.train_subset}",
+                               class_names=train.class_names)
+        position = {int(i): k for k, i in enumerate(sub.tolist())}
+        order = np.array([position[int(i)] for i in order[:args.train_subset]])
     gray = train.images[:, 0].numpy()
     labels = train.labels.numpy()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(labels))  # as fashion_mnist_prd_demo.py with seed 0
 
     def labelled(images: np.ndarray, lab: np.ndarray, name: str) -> LabelledImages:
         x = torch.from_numpy(np.repeat(images[:, None], 3, axis=1))

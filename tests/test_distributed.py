@@ -72,3 +72,32 @@ def test_eval_two_processes_equal_one(tmp_path, session_cache):
     for name in ("pr", "dc", "kid", "prd"):
         assert m2[name] == m1[name], name
     assert m2["fid"]["value"] == pytest.approx(m1["fid"]["value"], rel=1e-9)
+
+
+def test_cas_under_torchrun(tmp_path):
+    """The CAS classifier trains under torchrun (DistributedDataParallel, gloo, 2 processes):
+    one result, printed once, from a classifier that learned something."""
+    import json
+
+    import torch
+
+    from genbench.cas import load_labelled
+
+    data = load_labelled("digits", "digits", progress=False)
+    images, labels = data.images.permute(0, 2, 3, 1).numpy(), data.labels.numpy()
+    np.savez(tmp_path / "train.npz", images[:1300], labels[:1300])
+    np.savez(tmp_path / "test.npz", images[1300:], labels[1300:])
+    env = {**os.environ, "GENBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29535", "-m", "genbench"]
+    proc = subprocess.run([*torchrun, "cas", str(tmp_path / "train.npz"), "--real-train",
+                           str(tmp_path / "train.npz"), "--real-test", str(tmp_path / "test.npz"),
+                           "--recipe", "small-resnet", "--epochs", "2", "--json", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["real_baseline"]["top1"] > 0.5
+    assert record["gap"]["top1_points"] == 0.0  # same data, same seed: same classifier
+    assert torch.distributed.is_available()

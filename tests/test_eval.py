@@ -175,3 +175,25 @@ def test_cli_several_models_one_prd_plot(fresh_cache, tmp_path, image_sets, caps
     (tmp_path / "plain.json").write_text(json.dumps({"metrics": {}}))
     assert main(["plot-prd", str(tmp_path / "plain.json"), "-o", str(tmp_path / "x.png")]) == 2
     assert "holds no PRD curve" in capsys.readouterr().err
+
+
+def test_user_torch_module_as_extractor(fresh_cache, image_sets):
+    """A plain torch module is the feature network (through ModuleExtractor); metrics run on
+    its features, cached under its identity."""
+    from genbench.extractors import ModuleExtractor
+
+    a, b = image_sets
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
+                              torch.nn.Linear(48, 10))
+    torch.manual_seed(0)
+    ext = ModuleExtractor(net, "my-net", 10, identity="my-net:v1")
+    record = evaluate(a, b, metrics="fid,pr", extractor=ext, batch_size=10, progress=False)
+    assert record["extractor"] == "my-net:v1"
+    with torch.no_grad():
+        fa = net(get_protocol("tf")(torch.from_numpy(a).permute(0, 3, 1, 2))).numpy()
+        fb = net(get_protocol("tf")(torch.from_numpy(b).permute(0, 3, 1, 2))).numpy()
+    pr = precision_recall(fb, fa, nearest_k=3)
+    assert record["metrics"]["pr"]["precision"] == pr.precision
+    bad = ModuleExtractor(net, "wrong", 12)
+    with pytest.raises(GenbenchError, match="returned 10 features per image, not the declared 12"):
+        evaluate(a, b, metrics="fid", extractor=bad, progress=False)

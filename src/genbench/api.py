@@ -63,7 +63,8 @@ class FIDResult:
 class Evaluator:
     """Holds one extractor (created on first use) and the options shared by every input."""
 
-    def __init__(self, *, protocol: str = DEFAULT_PROTOCOL, extractor: str = DEFAULT_EXTRACTOR,
+    def __init__(self, *, protocol: str = DEFAULT_PROTOCOL,
+                 extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
                  weights: str | os.PathLike | None = None, device: str = "cpu",
                  batch_size: int = 50, compile: str | bool = "auto", use_cache: bool = True,
                  skip_bad: bool = False, progress: bool = True,
@@ -80,6 +81,8 @@ class Evaluator:
         self.progress = progress
         self.chunk_size = chunk_size
         self._extractor: FeatureExtractor | None = None
+        if isinstance(extractor, FeatureExtractor):  # an instance, e.g. ModuleExtractor(net)
+            self._extractor, self.extractor_name = extractor, extractor.name
 
     @property
     def extractor(self) -> FeatureExtractor:

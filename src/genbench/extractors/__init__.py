@@ -127,6 +127,42 @@ class InceptionExtractor(FeatureExtractor):
         return out[:n].float().cpu()
 
 
+class ModuleExtractor(FeatureExtractor):
+    """Any torch module as the feature network: it receives the protocol's output (float32
+    N×3×S×S, e.g. S = 299 in [-1, 1] for ``tf``) and returns N×D features (flattened).
+    ``identity`` must change whenever the weights do: it keys the feature cache. Pass
+    ``classifier_weight`` (classes × D) to allow an Inception-Score-style metric."""
+
+    def __init__(self, module: torch.nn.Module, name: str, feature_dim: int, *,
+                 identity: str | None = None, device: str | torch.device = "cpu",
+                 classifier_weight: torch.Tensor | None = None) -> None:
+        self.module = module.eval().requires_grad_(False).to(device)
+        self.name, self.feature_dim = name, int(feature_dim)
+        self._identity = identity or name
+        self._device = torch.device(device)
+        self._classifier = classifier_weight
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def classifier_weight(self) -> torch.Tensor | None:
+        return self._classifier
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.module(batch.to(self._device, torch.float32)).flatten(1).float().cpu()
+        if out.shape[1] != self.feature_dim:
+            raise GenbenchError(f"extractor {self.name!r} returned {out.shape[1]} features per "
+                                f"image, not the declared {self.feature_dim}")
+        return out
+
+
 EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
     "inception": InceptionExtractor,
 }
