@@ -63,8 +63,8 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 
 register_recipe(Recipe(
-    name="small-resnet", network="small-resnet", width=16, min_size=16, max_size=64,
-    input_size=None, epochs=6, batch_size=128, lr=0.1, warmup_epochs=0.5, schedule="linear",
+    name="small-resnet", network="small-resnet", width=24, min_size=16, max_size=64,
+    input_size=None, epochs=8, batch_size=128, lr=0.1, warmup_epochs=0.5, schedule="linear",
     milestones=(), weight_decay=5e-4, label_smoothing=0.1, crop_padding=2, flip=True))
 # The CAS paper's ImageNet classifier (App. A.1): ResNet-50, 90 epochs, SGD momentum, LR
 # warmed up linearly over 5 epochs, ÷10 at epochs 30, 60, 80; batch 1024 with peak LR 0.4
