@@ -105,7 +105,7 @@ def main() -> None:
             "cas_seconds_total": cas_seconds,
             "per_class_cas": {r["name"]: r["cas"] for r in record["per_class"]},
             "per_class_real": {r["name"]: r["real"] for r in record["per_class"]},
-            "worst_classes": record["worst_classes"], "fid": fid.value,
+            "worst_classes": record["worst_classes"], "fid": fid.fid,
             "fid_images": args.fid_n, "recipe": record["recipe"], "notes": record["notes"]}
         r = results[name]
         print(f"{name:11s} CAS top-1 {100 * r['cas_top1']:6.2f} %  real {100 * r['real_top1']:6.2f}"
