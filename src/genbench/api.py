@@ -218,12 +218,17 @@ class _Evaluation:
         self.need_features = any(METRICS[n].needs_features for n in self.names)
         self.evaluator = Evaluator(**options)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
+        self._extracted: set[int] = set()  # ids of the runs the evaluator's extractor made
         self.reference = self._run(reference, "reference")
         self._reference_features: np.ndarray | None = None
 
     def _run(self, source: SourceLike, desc: str) -> FeatureRun:
-        return _user_features(source, self.num_images) or self.evaluator.statistics(
-            source, self.num_images, desc, keep_features=self.need_features)
+        run = _user_features(source, self.num_images)
+        if run is None:
+            run = self.evaluator.statistics(source, self.num_images, desc,
+                                            keep_features=self.need_features)
+            self._extracted.add(id(run))
+        return run
 
     def reference_features(self) -> np.ndarray:
         if self._reference_features is None:
@@ -231,10 +236,10 @@ class _Evaluation:
         return self._reference_features
 
     def classifier(self, run: FeatureRun):
-        """The extractor's classifier weight, unless the features came from a .npy file."""
-        if run.statistics.extractor and run.statistics.extractor.startswith("features from "):
-            return None
-        return self.evaluator.extractor.classifier_weight
+        """The extractor's classifier weight, if the features came from that extractor (not
+        from a .npy file)."""
+        return self.evaluator.extractor.classifier_weight if id(run) in self._extracted \
+            else None
 
     def score(self, samples: SourceLike, desc: str = "samples") -> tuple[dict, dict]:
         """(JSON record, artifacts such as the PRD result) for one model."""
@@ -247,7 +252,7 @@ class _Evaluation:
         inputs = MetricInputs(run.statistics, self.reference.statistics,
                               lambda: np.concatenate(list(run.iter_features())),
                               self.reference_features, seed=self.seed,
-                              classifier=self.classifier(run))
+                              load_classifier=lambda: self.classifier(run))
         results, timings, skipped = {}, {}, {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FewSamplesWarning)

@@ -106,19 +106,15 @@ class PRDC:
                 "density": self.density, "coverage": self.coverage}
 
 
-DTYPES = ("mixed", "float64", "float32")
 # Tensor dtype each mode reads features in ("mixed" keeps float32/float64 features as given).
 _TENSOR_DTYPES = {"mixed": None, "float64": torch.float64, "float32": torch.float32}
 
 
 def _resolve_dtype(dtype) -> str:
-    if dtype in (torch.float64, "float64"):
-        return "float64"
-    if dtype in (torch.float32, "float32"):
-        return "float32"
-    if dtype == "mixed":
-        return "mixed"
-    raise GenbenchError(f"dtype must be 'mixed', 'float64' or 'float32', got {dtype!r}")
+    name = {torch.float64: "float64", torch.float32: "float32"}.get(dtype, dtype)
+    if name not in _TENSOR_DTYPES:
+        raise GenbenchError(f"dtype must be 'mixed', 'float64' or 'float32', got {dtype!r}")
+    return name
 
 
 def _check_k(k, name: str = "nearest_k") -> int:

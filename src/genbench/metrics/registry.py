@@ -25,7 +25,8 @@ class MetricInputs:
     load_samples: Callable[[], np.ndarray]
     load_reference: Callable[[], np.ndarray]
     seed: int = 0
-    classifier: object = None  # classes × D weight (logits = features @ weight.T), if any
+    # classes × D weight (logits = features @ weight.T) or None; loaded only if a metric asks
+    load_classifier: Callable[[], object] = lambda: None
     artifacts: dict = field(default_factory=dict)  # e.g. the PRD curve, for plots
     _cache: dict = field(default_factory=dict)
 
@@ -34,6 +35,12 @@ class MetricInputs:
         if "samples" not in self._cache:
             self._cache["samples"] = self.load_samples()
         return self._cache["samples"]
+
+    @property
+    def classifier(self):
+        if "classifier" not in self._cache:
+            self._cache["classifier"] = self.load_classifier()
+        return self._cache["classifier"]
 
     @property
     def reference(self) -> np.ndarray:
