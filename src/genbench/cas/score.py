@@ -122,12 +122,12 @@ def classification_accuracy_score(
     common = (CAS_CACHE_VERSION, recipe_obj.as_dict(), seed, num_classes, train.size,
               test.fingerprint)
 
-    def run_dir(kind: str, fingerprint: str | None, extra=()) -> Path | None:
+    def run_dir(kind: str, fingerprint: str | None) -> Path | None:
         if out_dir is not None and fingerprint is None:
             return Path(out_dir) / "checkpoints" / kind
         if base is None or fingerprint is None or test.fingerprint is None:
             return None
-        return base / kind / _key(*common, fingerprint, *extra)
+        return base / kind / _key(*common, fingerprint)
 
     real_acc, real_seconds = _train_and_test(
         train, test, recipe_obj, num_classes, seed, device,
@@ -148,12 +148,13 @@ def classification_accuracy_score(
         nas_results[str(pct)] = {"top1": acc.top1, "top5": acc.top5}
 
     per_class_rows = []
+    synth_counts, train_counts = synth.counts(num_classes), train.counts(num_classes)
     for c in range(num_classes):
         cas_c, real_c = cas_acc.per_class[c], real_acc.per_class[c]
         per_class_rows.append({
             "class": c, "name": class_names[c] if class_names else str(c),
-            "train_samples": int(synth.counts(num_classes)[c]),
-            "real_train": int(train.counts(num_classes)[c]), "test": real_acc.counts[c],
+            "train_samples": int(synth_counts[c]),
+            "real_train": int(train_counts[c]), "test": real_acc.counts[c],
             "cas": cas_c, "real": real_c,
             "gap": None if cas_c is None or real_c is None else cas_c - real_c})
     ranked = sorted((r for r in per_class_rows if r["gap"] is not None),
