@@ -86,7 +86,7 @@ def test_tiles_stay_within_block(monkeypatch, features, dtype):
     """Nothing larger than block_size × block_size is computed."""
     real, fake = features["gaussian"]
     shapes = []
-    tile64, tile32 = manifold._squared_distance_tile, manifold._Float32Screen.tile
+    tile64, tile32 = manifold._squared_distance_tile, manifold._Screen.tile
 
     def recording64(x, xx, y, yy):
         shapes.append((x.shape[0], y.shape[0]))
@@ -98,14 +98,24 @@ def test_tiles_stay_within_block(monkeypatch, features, dtype):
         return out
 
     monkeypatch.setattr(manifold, "_squared_distance_tile", recording64)
-    monkeypatch.setattr(manifold._Float32Screen, "tile", recording32)
+    monkeypatch.setattr(manifold._Screen, "tile", recording32)
     prdc(real, fake, 5, block_size=100, dtype=dtype)
     assert shapes and max(a * b for a, b in shapes) <= 100 * 100
 
 
+@pytest.fixture(params=["bfloat16", "float32"])
+def screen(request, monkeypatch):
+    """Run "mixed" with bfloat16 screening (where this CPU has it natively) and float32."""
+    if request.param == "float32":
+        monkeypatch.setattr(manifold, "_fast_bfloat16", lambda device: False)
+    elif not manifold._fast_bfloat16(torch.device("cpu")):
+        pytest.skip("no native bfloat16 matmul on this CPU")
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_mixed_equals_float64(features, case):
-    """float32 tiles + exact rechecks decide every pair as the all-float64 computation."""
+def test_mixed_equals_float64(features, case, screen):
+    """Screened tiles + exact rechecks decide every pair as the all-float64 computation."""
     real, fake = features[case]
     for comparison in ("<", "<="):
         for k in (1, 3, 5):
@@ -129,12 +139,32 @@ def test_mixed_exact_paths(monkeypatch, features):
         return redo(x, rows, k, block_size)
 
     monkeypatch.setattr(manifold, "_kth_radii_of_rows", recording)
-    monkeypatch.setattr(manifold, "_float32_tolerance", lambda dim: 1.0)
+    monkeypatch.setattr(manifold, "_screen_tolerance", lambda dtype, dim, eps: 1.0)
     assert prdc(real, fake, 3) == exact
     assert sum(redone) == len(real) + len(fake)  # every row redone exactly
 
 
-def test_mixed_many_duplicates():
+def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
+    """If the matmul's errors break the bound (say, bfloat16 accumulation), the probe sees it
+    and screening falls back to float32; the results stay exact."""
+    real, fake = features["gaussian"]
+    monkeypatch.setattr(manifold, "_fast_bfloat16", lambda device: True)
+    tile = manifold._Screen.tile
+
+    def sloppy(self, rows, other, cols):
+        d2 = tile(self, rows, other, cols)
+        return d2 * 1.05 if self.dtype == torch.bfloat16 else d2
+
+    monkeypatch.setattr(manifold._Screen, "tile", sloppy)
+    used = []
+    kth = manifold._kth_radii_mixed
+    monkeypatch.setattr(manifold, "_kth_radii_mixed",
+                        lambda s, *a: used.append(s.dtype) or kth(s, *a))
+    assert prdc(real, fake, 3) == prdc(real, fake, 3, dtype="float64")
+    assert used == [torch.float32, torch.float32]
+
+
+def test_mixed_many_duplicates(screen):
     """More copies of a point than k + extra candidates: the ranking cannot be proved from
     the candidates kept, the rows are redone exactly, and radii are 0 as in prdc."""
     rng = np.random.default_rng(3)

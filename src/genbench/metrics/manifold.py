@@ -190,31 +190,51 @@ def knn_radii(features, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
     _check_size("samples", x.shape[0], k)
     if mode == "mixed":
         with _HighestFloat32Matmul():
-            radii = _kth_radii_mixed(_Float32Screen(x), k, block_size,
-                                     _float32_tolerance(x.shape[1]))
+            screen, _, tol = _screens(x, None, block_size)
+            radii = _kth_radii_mixed(screen, k, block_size, tol)
     else:
         radii = _kth_radii(x, k, block_size)
     return radii.to(torch.float64).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------
-# "mixed": float32 tiles, exact float64 decisions where float32 cannot decide
+# "mixed": low-precision tiles, exact float64 decisions where they cannot decide
 # ------------------------------------------------------------------------------------------
 
-_UNIT_ROUNDOFF_32 = 2.0 ** -24
+_UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8}
 # A distance below r·(1 − margin) rounds to a float32 below the float32 radius r, one above
 # r·(1 + margin) rounds above it (float32 spacing is at most 2^-23 ≈ 1.2e-7 relative).
 _RADIUS_MARGIN = 1e-6
-# Candidates kept per row beyond the k + 1 nearest, to prove the float32 ranking right.
-_EXTRA_CANDIDATES = 3
+# Candidates kept per row beyond the k + 1 nearest, to prove the screened ranking right.
+_EXTRA_CANDIDATES = {torch.float32: 3, torch.bfloat16: 24}
 
 
-def _float32_tolerance(dim: int) -> float:
-    """t with |d2_float32 − d2| ≤ t·(||x||² + ||y||²) for a tile computed as
-    ||x||² + ||y||² − 2 xᵀy in float32: the worst-case bound of a length-``dim`` float32 dot
-    product (dim·u·||x||·||y||), rounding of the inputs and of the three additions, with 5 %
-    slack. Worst case, not typical: typical errors are ~sqrt(dim) times smaller."""
-    return 1.05 * (dim + 16) * _UNIT_ROUNDOFF_32
+def _screen_tolerance(dtype: torch.dtype, dim: int, eps: float) -> float:
+    """t with |d2_tile − d2| ≤ t·(||x||² + ||y||²) (norms of the vectors the tile multiplies)
+    for a tile ||x||² + ||y||² − 2·fl(xᵀy), the product of ``dtype`` copies of x and y whose
+    relative rounding is at most ``eps`` (measured), accumulated in float32 (dim·2⁻²⁴) and,
+    for bfloat16, rounded to bfloat16 on output (2⁻⁸); plus the float32 additions. Worst
+    case (by Cauchy–Schwarz, 2|xᵀy| ≤ ||x||² + ||y||²), with 5 % slack; typical errors are far
+    smaller."""
+    u32 = _UNIT_ROUNDOFF[torch.float32]
+    out = _UNIT_ROUNDOFF[torch.bfloat16] if dtype == torch.bfloat16 else 0.0
+    u_in = _UNIT_ROUNDOFF[dtype]
+    return 1.05 * (2 * eps + (out + dim * u32) * (1 + u_in) ** 2 + 6 * u32)
+
+
+def _fast_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively (faster than float32): CUDA, or a CPU with
+    AVX512-BF16 / AMX and oneDNN."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def _exact_pair_distances(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
@@ -229,24 +249,72 @@ def _exact_pair_distances(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
     return out
 
 
-class _Float32Screen:
-    """One feature set: its exact values (float32 or float64, as given), a float32 copy for
-    the tiles, and squared norms (exact in float64, and in float32)."""
+class _Screen:
+    """One feature set for screening: its exact values (float32 or float64, as given), a
+    low-precision copy for the tiles (float32: the features themselves; bfloat16: the
+    features minus ``center``, which is shared by both sets, so that rounding errors scale
+    with the spread of the data and not with its offset), the squared norms of what the
+    tiles multiply (float64 and float32), and the largest relative rounding of a row."""
 
-    def __init__(self, exact: torch.Tensor):
-        self.exact = exact
-        self.x32 = exact.to(torch.float32)
-        self.norms = torch.cat([_squared_norms(part.double())  # float64, a chunk at a time
-                                for part in exact.split(max(1, _RECOMPUTE_ELEMENTS
-                                                            // exact.shape[1]))])
+    def __init__(self, exact: torch.Tensor, dtype: torch.dtype,
+                 center: torch.Tensor | None = None):
+        self.exact, self.dtype, self.n = exact, dtype, exact.shape[0]
+        as_is = dtype == exact.dtype and center is None  # float32 features: no copy
+        low, norms, eps = [], [], []
+        for part in exact.split(max(1, _RECOMPUTE_ELEMENTS // exact.shape[1])):
+            x = part.double() if center is None else part.double() - center
+            rounded = x.to(dtype)
+            if not as_is:
+                low.append(rounded)
+            norms.append(_squared_norms(x))
+            err = _squared_norms(x - rounded.double()).sqrt()
+            eps.append(err / norms[-1].sqrt().clamp_min(1e-300))
+        self.low = exact if as_is else torch.cat(low)
+        self.norms = torch.cat(norms)
         self.norms32 = self.norms.to(torch.float32)
-        self.n = exact.shape[0]
+        self.eps = float(torch.cat(eps).max())
 
-    def tile(self, rows: slice, other: _Float32Screen, cols: slice) -> torch.Tensor:
+    def tile(self, rows: slice, other: _Screen, cols: slice) -> torch.Tensor:
         """float32 squared distances ||x||² + ||y||² − 2 xᵀy of rows × other's cols."""
-        d2 = torch.addmm(self.norms32[rows, None], self.x32[rows], other.x32[cols].T,
-                         alpha=-2.0)
+        if self.dtype == torch.float32:
+            d2 = torch.addmm(self.norms32[rows, None], self.low[rows], other.low[cols].T,
+                             alpha=-2.0)
+        else:  # bfloat16 product (float32 accumulation, bfloat16 output), float32 sums
+            d2 = (self.low[rows] @ other.low[cols].T).to(torch.float32).mul_(-2.0)
+            d2.add_(self.norms32[rows, None])
         return d2.add_(other.norms32[None, cols])
+
+
+def _screens(x_real: torch.Tensor, x_fake: torch.Tensor | None, block_size: int
+             ) -> tuple[_Screen, _Screen | None, float]:
+    """Screens of both sets and the tolerance of their tiles: bfloat16 where it is native
+    and its observed errors on a probe stay within the bound, float32 otherwise."""
+    dim = x_real.shape[1]
+    if _fast_bfloat16(x_real.device):
+        both = x_real if x_fake is None else torch.cat([x_real[:4096], x_fake[:4096]])
+        center = both.double().mean(dim=0)
+        real = _Screen(x_real, torch.bfloat16, center)
+        fake = _Screen(x_fake, torch.bfloat16, center) if x_fake is not None else None
+        tol = _screen_tolerance(torch.bfloat16, dim, max(real.eps, fake.eps if fake else 0.0))
+        if _probe_within_bound(real, fake or real, tol, min(128, block_size)):
+            return real, fake, tol
+    real = _Screen(x_real, torch.float32)
+    fake = _Screen(x_fake, torch.float32) if x_fake is not None else None
+    return real, fake, _screen_tolerance(torch.float32, dim, max(real.eps, fake.eps if fake
+                                                                 else 0.0))
+
+
+def _probe_within_bound(a: _Screen, b: _Screen, tol: float, size: int) -> bool:
+    """Check the arithmetic the bound assumes (float32 accumulation of bfloat16 products) on
+    a size × size tile against exact distances; a matmul that accumulates in lower precision
+    would break the bound by orders of magnitude."""
+    rows, cols = slice(0, min(size, a.n)), slice(0, min(size, b.n))
+    d2 = a.tile(rows, b, cols).double()
+    r, c = torch.meshgrid(torch.arange(d2.shape[0], device=d2.device),
+                          torch.arange(d2.shape[1], device=d2.device), indexing="ij")
+    exact = _exact_pair_distances(a.exact, b.exact, r.reshape(-1), c.reshape(-1))
+    bound = tol * (a.norms[rows, None] + b.norms[None, cols])
+    return bool(((d2 - exact.view_as(d2)).abs() <= bound).all())
 
 
 def _merge_smallest(vals: torch.Tensor, idx: torch.Tensor, rows: slice, tile: torch.Tensor,
@@ -264,15 +332,16 @@ def _merge_smallest(vals: torch.Tensor, idx: torch.Tensor, rows: slice, tile: to
     idx[rows] = torch.gather(all_idx, 1, top.indices)
 
 
-def _kth_radii_mixed(s: _Float32Screen, k: int, block_size: int, tol: float) -> torch.Tensor:
-    """As ``_kth_radii`` (exact), from float32 tiles. Each row keeps its k + 1 + extra nearest
-    float32 candidates (each tile is computed once, for its rows and, transposed, for its
-    columns). Where the error bound b proves the float32 ranking right around position k + 1
-    (neighbouring candidates more than 2b apart), only that neighbour is re-measured exactly;
-    where it does not (near-ties), all candidates are; rows whose tie reaches the last
-    candidate (e.g. more than k + extra duplicates) are redone exactly against all rows."""
+def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.Tensor:
+    """As ``_kth_radii`` (exact), from screened tiles. Each row keeps its k + 1 + extra
+    nearest screened candidates (each tile is computed once, for its rows and, transposed,
+    for its columns). With b the row's error bound and v the sorted screened values, the
+    k + 1 nearest are among the candidates with v ≤ v[k] + 2b, provided the last kept one
+    lies beyond that (then no dropped candidate can be nearer): those are re-measured exactly
+    and the (k+1)-th taken. Rows without that proof (e.g. more than k + extra duplicates)
+    are redone exactly against all rows."""
     n, device = s.n, s.exact.device
-    keep = min(n, k + 1 + _EXTRA_CANDIDATES)
+    keep = min(n, k + 1 + _EXTRA_CANDIDATES[s.dtype])
     vals = torch.full((n, keep), float("inf"), dtype=torch.float32, device=device)
     idx = torch.zeros((n, keep), dtype=torch.int64, device=device)
     for i in range(0, n, block_size):
@@ -284,30 +353,17 @@ def _kth_radii_mixed(s: _Float32Screen, k: int, block_size: int, tol: float) -> 
             if j != i:
                 _merge_smallest(vals, idx, bj, d2, i, dim=0)
 
-    # Candidates c and c + 1 are "linked" when their float32 values are within 2b: their
-    # true order is then unknown. The run of links around position k is the near-tie.
-    bound = tol * (s.norms + s.norms.max())
-    linked = (vals[:, 1:].double() - vals[:, :-1].double()) <= 2 * bound[:, None]
-    tie = torch.zeros(n, dtype=torch.bool, device=device)
-    if k > 0:
-        tie |= linked[:, k - 1]
-    if k < keep - 1:
-        tie |= linked[:, k]
-    all_rows = torch.arange(n, device=device)
-    kth = _exact_pair_distances(s.exact, s.exact, all_rows, idx[:, k])
-    tied = tie.nonzero(as_tuple=True)[0]
-    if tied.numel():
-        rows = tied.repeat_interleave(keep)
-        exact = _exact_pair_distances(s.exact, s.exact, rows, idx[tied].reshape(-1))
-        kth[tied] = exact.view(-1, keep).sort(dim=1).values[:, k]
-    radii = _rounded_distances(kth)
-    if keep < n:
-        # A candidate never kept is ≥ the last kept float32 value; unless a gap of more than
-        # 2b separates the tie run from the last kept candidate, it could belong in the run.
-        reaches_end = linked[:, k:].all(dim=1) if k < keep - 1 else torch.ones_like(tie)
-        redo = reaches_end.nonzero(as_tuple=True)[0]
-        if redo.numel():
-            radii[redo] = _kth_radii_of_rows(s.exact.double(), redo, k, block_size)
+    v = vals.double()
+    limit = v[:, k] + 2 * tol * (s.norms + s.norms.max())
+    proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
+        v[:, keep - 1] > limit
+    rows, cols = ((v <= limit[:, None]) & proven[:, None]).nonzero(as_tuple=True)
+    exact = torch.full((n, keep), float("inf"), dtype=torch.float64, device=device)
+    exact[rows, cols] = _exact_pair_distances(s.exact, s.exact, rows, idx[rows, cols])
+    radii = _rounded_distances(exact.sort(dim=1).values[:, k])
+    redo = (~proven).nonzero(as_tuple=True)[0]
+    if redo.numel():
+        radii[redo] = _kth_radii_of_rows(s.exact.double(), redo, k, block_size)
     return radii
 
 
@@ -355,8 +411,7 @@ def _decide_inside(d2: torch.Tensor, radius: torch.Tensor, sure_in: torch.Tensor
 
 def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
                     block_size: int, need_recall: bool) -> dict[str, float]:
-    real, fake = _Float32Screen(x_real), _Float32Screen(x_fake)
-    tol = _float32_tolerance(x_real.shape[1])
+    real, fake, tol = _screens(x_real, x_fake, block_size)
     r_real = _kth_radii_mixed(real, k, block_size, tol)
     # Error bound of a fake × real tile value, per real column (with the largest fake norm)
     # and per fake row (with the largest real norm): looser than per pair, but no tile of it.
@@ -401,15 +456,18 @@ def _summary(in_real_ball, real_ball_count, covered, in_fake_ball, k: int,
 
 
 class _HighestFloat32Matmul:
-    """float32 matmuls at full precision (no TF32 / bf16 passes) inside the block, so the
-    float32 error bound holds on GPUs too."""
+    """Full-precision float32 matmuls (no TF32 / bf16 passes) and float32 accumulation of
+    bfloat16 matmuls inside the block, so the screening error bounds hold on GPUs too."""
 
     def __enter__(self):
-        self._saved = torch.get_float32_matmul_precision()
+        self._saved = (torch.get_float32_matmul_precision(),
+                       torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
         torch.set_float32_matmul_precision("highest")
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
 
     def __exit__(self, *exc):
-        torch.set_float32_matmul_precision(self._saved)
+        torch.set_float32_matmul_precision(self._saved[0])
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self._saved[1]
 
 
 def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtype,
