@@ -32,16 +32,19 @@ Conventions, all as ``prdc.compute_prdc`` and torch-fidelity:
   so identical sets give exactly the same counts as ``prdc`` (density 1 with ``"<"``,
   (k+1)/k with ``"<="``), and all counts equal ``prdc``'s unless a distance lies within
   ~1e-15 relative of a float32 rounding boundary (never seen in our tests).
-* ``dtype="mixed"`` (the default) gives the float64 results at float32 speed: tiles are
-  computed in float32 (full-precision matmuls, no TF32), and a rigorous worst-case bound on
-  their error, t·(||x||² + ||y||²) with t = 1.05·(d + 16)·2⁻²⁴, decides which pairs float32
-  cannot settle: those within the bound of a ball's boundary are re-measured exactly in
-  float64 (as Σ (x − y)² of the features as given); for the radii each row keeps its
-  k + 1 + 3 nearest float32 candidates and re-measures the (k+1)-th exactly, or all of them
-  when near-ties make the float32 order uncertain, or the whole row in float64 when the tie
-  reaches past the candidates kept (many duplicates). Self-distance tiles are computed once
-  for both their rows and columns. On 20,000 × 2048 features this is 3.4× faster than
-  ``prdc`` with identical values (bench/prdc_speed.py).
+* ``dtype="mixed"`` (the default) gives the float64 results at low-precision speed. Tiles are
+  screened in bfloat16 where matmuls are natively bfloat16 (CUDA; CPUs with AVX512-BF16 or
+  AMX), on features centred by a shared mean, otherwise in float32 (full precision, no TF32).
+  A rigorous worst-case bound on a tile value's error, t·(||x||² + ||y||²) (see
+  ``_screen_tolerance``: measured input rounding, float32 accumulation, bfloat16 output
+  rounding), decides which pairs the screen cannot settle: those within the bound of a
+  ball's boundary are re-measured exactly in float64 (as Σ (x − y)² of the features as
+  given). For the radii each row keeps its k + 1 + extra nearest screened candidates and
+  re-measures exactly those that could be among the k + 1 nearest (screened value within 2b
+  of the (k+1)-th), or the whole row in float64 when the candidates kept cannot prove it
+  (many duplicates). A probe tile checked against exact distances guards the arithmetic the
+  bound assumes (falling back to float32). Self-distance tiles are computed once for both
+  their rows and columns. Numbers: bench/prdc_speed.py and the README.
 * ``dtype="float64"`` computes every tile in float64 (the reference path). ``dtype="float32"``
   computes the tiles in float32 with no rechecks: samples lying within ~1e-6 relative of a
   ball's boundary can flip, and exact ties between non-duplicate points are not decided
