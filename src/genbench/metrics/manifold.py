@@ -524,7 +524,7 @@ _COMMON_DOC = """
     improved-P/R code and torch-fidelity); it matters only on exact ties (duplicates, identical
     sets, quantized features). Distances are computed on ``device`` (default: the device of a
     tensor argument, else CPU) in ``block_size`` × ``block_size`` tiles with ``dtype``:
-    ``"mixed"`` (default: float32 tiles, every pair float32 cannot settle re-measured in
+    ``"mixed"`` (default: bfloat16 or float32 tiles, every pair they cannot settle re-measured in
     float64, same results as ``"float64"``), ``"float64"``, or ``"float32"`` (fastest, may
     flip samples within ~1e-6 relative of a ball's boundary; see the module docstring). With
     "mixed" and "float64" the result does not depend on ``block_size`` or ``device``. Memory
