@@ -176,3 +176,23 @@ def test_recipes():
     net = ResNet50(1000)
     assert sum(p.numel() for p in net.parameters()) == 25_557_032  # as torchvision's
     assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def test_naive_augmentation_score(digits, fresh_cache):
+    """NAS trains on the real set plus p % extra synthetic examples of every class."""
+    from genbench.cas.score import _augmented
+
+    train, test = digits
+    keep = ~np.isin(train.labels.numpy(), [2, 5, 7])
+    samples = _subset(train, keep, "drop-3")
+    mixed = _augmented(train, samples, 50, 10, seed=0)
+    counts = train.counts(10)
+    extra = mixed.counts(10) - counts
+    for c in range(10):
+        assert extra[c] == (0 if c in (2, 5, 7) else round(counts[c] * 0.5)), c
+    record = classification_accuracy_score(
+        samples, real_train=train, real_test=test, recipe="small-resnet",
+        recipe_options={**TINY, "epochs": 1}, nas=(50,), progress=False)
+    assert 0.5 < record["nas"]["50"]["top1"] <= 1.0
+    with pytest.raises(GenbenchError, match="NAS percentages must be positive"):
+        _augmented(train, samples, 0, 10, seed=0)

@@ -32,7 +32,7 @@ Two k-means implementations (``kmeans=``):
   MiniBatchKMeans algorithm and defaults: best of 10 greedy k-means++ seedings on 3 × 1024
   random points, mini-batches of 1024, count-based learning rates, reassignment of near-empty
   centres, early stop on the smoothed batch inertia), on float32, with the 10 seedings of a
-  run computed together on one shared draw of points, and one batched pass assigning all
+  run (each on its own draw of points) computed together, and one batched pass assigning all
   points for all runs. Same algorithm, so the same statistics: on synthetic Inception-like
   features its (F_8, F_1/8) agree with the reference's within their seed-to-seed spread
   (bench/prd_speed.py). It needs no scikit-learn and runs on the device of torch features (or
@@ -271,35 +271,44 @@ def _sq_dist(x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor) -> torc
     return d.clamp_(min=0.0)
 
 
+def _batched_sq_dist(x: torch.Tensor, x_sq: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared distances (S, T, m) from candidates c (S, T, d) to points x (S, m, d), per
+    seeding s, clamped at 0."""
+    c_sq = (c * c).sum(-1)
+    d = torch.baddbmm(x_sq[:, None, :] + c_sq[:, :, None], c, x.transpose(1, 2), alpha=-2.0)
+    return d.clamp_(min=0.0)
+
+
 def _kmeans_plusplus_lockstep(x: torch.Tensor, x_sq: torch.Tensor, num_clusters: int,
-                              n_init: int, gen: torch.Generator) -> torch.Tensor:
-    """``n_init`` independent greedy k-means++ seedings of the same points, computed together:
-    each step measures all points against the candidates of every seeding in one matrix
-    product. Returns (n_init, k, d)."""
-    n = x.shape[0]
+                              gen: torch.Generator) -> torch.Tensor:
+    """Independent greedy k-means++ seedings, one per row of x (S, m, d): each its own draw of
+    points, as scikit-learn's n_init, computed together (one batched matrix product per
+    step for all seedings). Returns (S, k, d)."""
+    n_init, m, _ = x.shape
     trials = 2 + int(math.log(num_clusters))
     rows = torch.arange(n_init, device=x.device)
-    chosen = [torch.randint(n, (n_init,), generator=gen, device=gen.device)]
-    closest = _sq_dist(x, x_sq, x[chosen[0]]).T.to(torch.float64)  # (n_init, n)
+    first = torch.randint(m, (n_init,), generator=gen, device=gen.device)
+    chosen = [first]
+    closest = _batched_sq_dist(x, x_sq, x[rows, first][:, None, :])[:, 0].to(torch.float64)
     for _ in range(1, num_clusters):
         cumulative = torch.cumsum(closest, 1)
         draws = torch.rand((n_init, trials), generator=gen, device=gen.device,
                            dtype=torch.float64) * cumulative[:, -1:]
-        candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)  # (n_init, T)
-        dist = _sq_dist(x, x_sq, x[candidates.flatten()]).to(torch.float64)
-        dist = torch.minimum(dist.T.reshape(n_init, trials, n), closest[:, None, :])
+        candidates = torch.searchsorted(cumulative, draws).clamp_(max=m - 1)  # (S, T)
+        dist = _batched_sq_dist(x, x_sq, x[rows[:, None], candidates]).to(torch.float64)
+        dist = torch.minimum(dist, closest[:, None, :])
         best = torch.argmin(dist.sum(2), 1)
         closest = dist[rows, best]
         chosen.append(candidates[rows, best])
-    return x[torch.stack(chosen, 1)]  # (n_init, k, d)
+    return x[rows[:, None], torch.stack(chosen, 1)]  # (S, k, d)
 
 
 def _minibatch_kmeans(data: _FastKMeansData, num_clusters: int, seed: int,
                       n_init: int | None = None) -> torch.Tensor:
     """Mini-batch k-means (Sculley 2010) as scikit-learn's MiniBatchKMeans runs it with its
-    defaults, written in torch; returns the centres. One difference: scikit-learn seeds each
-    of the ``n_init`` seedings on its own random draw of ``init_size`` points, here they share
-    one draw so that they run together (one matrix product per k-means++ step for all).
+    defaults, written in torch; returns the centres. Each of the ``n_init`` seedings runs on its
+    own random draw of ``init_size`` points, as in scikit-learn, all of them together (one
+    batched matrix product per k-means++ step).
 
     Best of ``n_init`` greedy k-means++ seedings (judged by the inertia of a validation draw of
     ``init_size`` = 3 × batch_size points); then steps on
@@ -321,8 +330,9 @@ def _minibatch_kmeans(data: _FastKMeansData, num_clusters: int, seed: int,
 
     valid = draw(init_size)
     x_valid, x_valid_sq = x[valid], x_sq[valid]
-    idx = draw(init_size) if init_size < n else torch.arange(n, device=device)
-    seedings = _kmeans_plusplus_lockstep(x[idx], x_sq[idx], num_clusters, n_init, gen)
+    idx = draw(n_init * init_size).view(n_init, init_size) if init_size < n else \
+        torch.arange(n, device=device).expand(n_init, n)
+    seedings = _kmeans_plusplus_lockstep(x[idx], x_sq[idx], num_clusters, gen)
     dist = _sq_dist(x_valid, x_valid_sq, seedings.reshape(n_init * num_clusters, -1))
     inertia = dist.view(-1, n_init, num_clusters).min(2).values.sum(0)
     centers = seedings[int(torch.argmin(inertia))].clone()
