@@ -32,6 +32,7 @@ import torch
 
 from genbench.metrics import prd
 from genbench.metrics.prd import prd_from_features
+from genbench.precision import fast_bfloat16
 
 LATENT = 64
 
@@ -153,7 +154,9 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"n": args.n, "dim": args.dim, "classes": args.classes,
                        "separation": args.separation, "runs": args.runs, "seeds": args.seeds,
-                       "fast_n_init": prd.FAST_N_INIT, "threads": args.threads,
+                       "fast_n_init": prd.FAST_N_INIT,
+                       "fast_seeding_dtype": "bfloat16" if fast_bfloat16(torch.device("cpu"))
+                       else "float32", "threads": args.threads,
                        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                        "sklearn": sklearn.__version__, "torch": torch.__version__,
                        "machine": platform.processor() or platform.machine(),

@@ -107,8 +107,8 @@ def test_tiles_stay_within_block(monkeypatch, features, dtype):
 def screen(request, monkeypatch):
     """Run "mixed" with bfloat16 screening (where this CPU has it natively) and float32."""
     if request.param == "float32":
-        monkeypatch.setattr(manifold, "_fast_bfloat16", lambda device: False)
-    elif not manifold._fast_bfloat16(torch.device("cpu")):
+        monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: False)
+    elif not manifold.fast_bfloat16(torch.device("cpu")):
         pytest.skip("no native bfloat16 matmul on this CPU")
     return request.param
 
@@ -148,7 +148,7 @@ def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
     """If the matmul's errors break the bound (say, bfloat16 accumulation), the probe sees it
     and screening falls back to float32; the results stay exact."""
     real, fake = features["gaussian"]
-    monkeypatch.setattr(manifold, "_fast_bfloat16", lambda device: True)
+    monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: True)
     tile = manifold._Screen.tile
 
     def sloppy(self, rows, other, cols):
