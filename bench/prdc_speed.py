@@ -8,6 +8,9 @@ prdc lives in the peers' venv (see ../shared/reference/offline-assets.md):
     /work/peers-venv/bin/pip install --no-deps -e .
     /work/peers-venv/bin/python bench/prdc_speed.py --n 20000 --dim 2048 --json out.json
 
+Each method runs ``--repeats`` times (alternating); the median time and the largest peak
+memory are reported (times on this shared 2-core machine vary by up to 25 % between runs).
+
 genbench runs with the project's own interpreter (.venv: CPU torch 2.13 with MKL), prdc with
 the peers' (scikit-learn); genbench under the peers' torch 2.14.1 is slower (its CPU matmuls
 are): pass --genbench-python to choose.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -39,17 +43,22 @@ def _max_rss_mb() -> float:
 
 
 def run_one(method: str, n: int, dim: int, k: int, block_size: int) -> dict:
-    real, fake = make_features(n, dim)
-    baseline = _max_rss_mb()
-    start = time.perf_counter()
+    """One method on the features; its imports happen before the baseline (time and memory
+    measure the computation, not loading torch or scikit-learn)."""
     if method == "prdc":
         from prdc import compute_prdc
 
-        values = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+        def compute(real, fake):
+            return compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
     else:
         from genbench.metrics.manifold import prdc
 
-        values = prdc(real, fake, nearest_k=k, block_size=block_size).as_dict()
+        def compute(real, fake):
+            return prdc(real, fake, nearest_k=k, block_size=block_size).as_dict()
+    real, fake = make_features(n, dim)
+    baseline = _max_rss_mb()
+    start = time.perf_counter()
+    values = compute(real, fake)
     seconds = time.perf_counter() - start
     return {"method": method, "seconds": seconds, "peak_rss_above_baseline_mb":
             _max_rss_mb() - baseline, "values": {k_: float(v) for k_, v in values.items()}}
@@ -62,6 +71,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--worker", choices=["prdc", "genbench"], help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each method (alternating); the median time is reported")
     parser.add_argument("--json")
     parser.add_argument("--genbench-python", default=None,
                         help="interpreter for the genbench run (default: the project's .venv "
@@ -74,17 +85,28 @@ def main() -> None:
     pythons = {"prdc": sys.executable,
                "genbench": args.genbench_python or (str(project_venv) if project_venv.exists()
                                                     else sys.executable)}
+    runs: dict[str, list[dict]] = {"genbench": [], "prdc": []}
+    for _ in range(args.repeats):  # alternating, so background load hits both
+        for method in runs:
+            out = subprocess.run([pythons[method], __file__, "--worker", method,
+                                  "--n", str(args.n), "--dim", str(args.dim), "--k", str(args.k),
+                                  "--block-size", str(args.block_size)],
+                                 capture_output=True, text=True, check=True)
+            runs[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(method, runs[method][-1], flush=True)
     results = {}
-    for method in ("genbench", "prdc"):
-        out = subprocess.run([pythons[method], __file__, "--worker", method, "--n", str(args.n),
-                              "--dim", str(args.dim), "--k", str(args.k),
-                              "--block-size", str(args.block_size)],
-                             capture_output=True, text=True, check=True)
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
-        results[method]["python"] = pythons[method]
-        print(method, results[method], flush=True)
+    for method, rs in runs.items():
+        if any(r["values"] != rs[0]["values"] for r in rs):
+            raise RuntimeError(f"{method} gave different values in different runs")
+        results[method] = {"seconds": statistics.median(r["seconds"] for r in rs),
+                           "seconds_all": [r["seconds"] for r in rs],
+                           "peak_rss_above_baseline_mb":
+                               max(r["peak_rss_above_baseline_mb"] for r in rs),
+                           "values": rs[0]["values"], "python": pythons[method]}
     g, p = results["genbench"], results["prdc"]
     record = {"n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
+              "repeats": args.repeats, "seconds": "median over the repeats",
+              "peak_rss": "largest over the repeats",
               "results": results,
               "speedup": p["seconds"] / g["seconds"],
               "memory_ratio": g["peak_rss_above_baseline_mb"]

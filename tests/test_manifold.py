@@ -134,9 +134,10 @@ def test_mixed_exact_paths(monkeypatch, features):
     redone = []
     redo = manifold._kth_radii_of_rows
 
-    def recording(x, rows, k, block_size):
+    def recording(x, rows, k, block_size, dtype=None):
+        assert dtype == torch.float64
         redone.append(rows.numel())
-        return redo(x, rows, k, block_size)
+        return redo(x, rows, k, block_size, dtype)
 
     monkeypatch.setattr(manifold, "_kth_radii_of_rows", recording)
     monkeypatch.setattr(manifold, "_screen_tolerance", lambda dtype, dim, eps: 1.0)

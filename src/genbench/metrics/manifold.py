@@ -253,16 +253,19 @@ class _Screen:
                  center: torch.Tensor | None = None):
         self.exact, self.dtype, self.n = exact, dtype, exact.shape[0]
         as_is = dtype == exact.dtype and center is None  # float32 features: no copy
-        low, norms, eps = [], [], []
-        for part in exact.split(max(1, _EXACT_PAIR_ELEMENTS // exact.shape[1])):
-            x = part.double() if center is None else part.double() - center
+        self.low = exact if as_is else torch.empty(exact.shape, dtype=dtype, device=exact.device)
+        norms, eps = [], []
+        chunk = max(1, _EXACT_PAIR_ELEMENTS // exact.shape[1])
+        for start in range(0, self.n, chunk):
+            x = exact[start:start + chunk].to(torch.float64, copy=True)
+            if center is not None:
+                x -= center
             rounded = x.to(dtype)
             if not as_is:
-                low.append(rounded)
+                self.low[start:start + chunk] = rounded
             norms.append(_squared_norms(x))
             err = _squared_norms(x - rounded.double()).sqrt()
             eps.append(err / norms[-1].sqrt().clamp_min(1e-300))
-        self.low = exact if as_is else torch.cat(low)
         self.norms = torch.cat(norms)
         self.norms32 = self.norms.to(torch.float32)
         self.eps = float(torch.cat(eps).max())
@@ -362,20 +365,24 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.T
     radii = _rounded_distances(exact.sort(dim=1).values[:, k])
     redo = (~proven).nonzero(as_tuple=True)[0]
     if redo.numel():
-        radii[redo] = _kth_radii_of_rows(s.exact.double(), redo, k, block_size)
+        radii[redo] = _kth_radii_of_rows(s.exact, redo, k, block_size, torch.float64)
     return radii
 
 
-def _kth_radii_of_rows(x: torch.Tensor, rows: torch.Tensor, k: int,
-                       block_size: int) -> torch.Tensor:
-    """Exact (float64) (k+1)-th smallest distance of the given rows of x to all of x."""
-    xx = _squared_norms(x)
+def _kth_radii_of_rows(x: torch.Tensor, rows: torch.Tensor, k: int, block_size: int,
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(k+1)-th smallest distance of the given rows of x to all of x, computed in ``dtype``
+    (default x's), which x is converted to a block at a time (no full copy)."""
+    dtype = dtype or x.dtype
+    xx = torch.cat([_squared_norms(part.to(dtype)) for part in x.split(block_size)])
     out = torch.empty(rows.numel(), dtype=torch.float32, device=x.device)
     for i in range(0, rows.numel(), block_size):
         r = rows[i:i + block_size]
+        xr = x[r].to(dtype)
         best = None
         for j in range(0, x.shape[0], block_size):
-            tile = _squared_distance_tile(x[r], xx[r], x[j:j + block_size], xx[j:j + block_size])
+            tile = _squared_distance_tile(xr, xx[r], x[j:j + block_size].to(dtype),
+                                          xx[j:j + block_size])
             if best is not None:
                 tile = torch.cat([best, tile], dim=1)
             best = torch.topk(tile, min(k + 1, tile.shape[1]), dim=1, largest=False).values
