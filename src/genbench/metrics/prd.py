@@ -32,11 +32,13 @@ Two k-means implementations (``kmeans=``):
   MiniBatchKMeans algorithm and defaults: best of 10 greedy k-means++ seedings on 3 × 1024
   random points, mini-batches of 1024, count-based learning rates, reassignment of near-empty
   centres, early stop on the smoothed batch inertia), on float32, with the 10 seedings of a
-  run (each on its own draw of points) computed together, and one batched pass assigning all
-  points for all runs. Same algorithm, so the same statistics: on synthetic Inception-like
-  features its (F_8, F_1/8) agree with the reference's within their seed-to-seed spread
-  (bench/prd_speed.py). It needs no scikit-learn and runs on the device of torch features (or
-  ``device=``).
+  run (each on its own draw of points) computed together (in bfloat16 where that is native,
+  see ``_FastKMeansData``), and one batched pass assigning all points for all runs. Same
+  algorithm, so the same statistics: on synthetic Inception-like features its (F_8, F_1/8)
+  agree with the reference's within 0.002 where the clustering is stable, and where it is
+  bimodal its single-run outcomes fall on the same local optima with the same frequencies
+  within sampling error (bench/prd_speed.py, bench/prd_outcomes.py). It needs no
+  scikit-learn and runs on the device of torch features (or ``device=``).
 
 PRD values themselves vary with the clustering: with ``num_runs`` = 10, one seed's F_1/8 can
 differ from another's by a few hundredths when the data can be clustered in two different
@@ -431,9 +433,10 @@ def cluster_histograms(eval_features, ref_features, num_clusters: int = 20, *, s
     ``_cluster_into_bins``, seeded).
 
     ``method="reference"`` is scikit-learn's MiniBatchKMeans(n_init=10, random_state=seed) on
-    float64; ``method="fast"`` is genbench's torch k-means (float32, on ``device``, default the
-    features' device or the CPU). The same seed and inputs give the same histograms (on the same
-    device and library versions).
+    float64; ``method="fast"`` is genbench's torch k-means (float32, its seeding in bfloat16
+    where that is native, on ``device``, default the features' device or the CPU). The same
+    seed and inputs give the same histograms (on the same device, CPU features and library
+    versions).
     """
     eval_features, ref_features = _check_pair(eval_features, ref_features)
     num_points = eval_features.shape[0] + ref_features.shape[0]
