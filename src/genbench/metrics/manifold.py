@@ -72,7 +72,8 @@ DEFAULT_BLOCK_SIZE = 2048
 _RECOMPUTE_TOL = {torch.float64: 1e-7, torch.float32: 1e-2}
 # Pairs per chunk when recomputing (bounds the (pairs × d) difference tensor).
 _RECOMPUTE_ELEMENTS = 1 << 22
-# Elements (pairs × d) per chunk of exact pair distances: about 4 MB of float64, in cache.
+# Elements (pairs × d, or rows × d) per chunk of exact pair distances and of screen
+# preparation: about 4 MB of float64, in cache (large chunks are memory-bound).
 _EXACT_PAIR_ELEMENTS = 1 << 19
 
 
