@@ -136,9 +136,10 @@ def test_per_class_prd(fresh_cache, tmp_path):
     np.savez(tmp_path / "r.npz", b, labels)
     record = evaluate(str(tmp_path / "s.npz"), str(tmp_path / "r.npz"), metrics="fid,prd",
                       per_class=True, seed=4, **OPTS)
-    from genbench.api import Evaluator
+    from genbench.config import ExtractionConfig
+    from genbench.evaluation import Pipeline
     from genbench.metrics.prd import prd_from_features
-    ev = Evaluator(**OPTS)  # the same cached features as the evaluation
+    ev = Pipeline(ExtractionConfig(**OPTS))  # the same cached features as the evaluation
     fa, fb = (np.concatenate(list(ev.statistics(str(tmp_path / f)).iter_features()))
               for f in ("s.npz", "r.npz"))
     expected = prd_from_features(fa[:30], fb[:30], seed=4)

@@ -1,22 +1,22 @@
 """One pass: source -> protocol -> extractor -> features (cached in chunks) -> float64 moments.
 
-Cache layout (``<cache>/features/<key>/``), where the key hashes the source's content
-fingerprint, the number of images, the protocol and the extractor with its weights' checksum:
+The features of a source live in the chunked store (``genbench.store``) under
+``<cache>/features/<key>/``, the key hashing the source's content fingerprint, the number of
+images, the protocol (and its size), the extractor with its weights' checksum, the chunk size
+and whether undecodable images were skipped:
 
     chunk-000000.npz   features (float32) and the source indices of CHUNK_SIZE images
     ...
     stats.npz          mean/covariance of all features (written last)
     meta.json          what produced the entry
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves only whole
-chunks, and the next run extracts just the missing ones. Under torchrun, process r takes
-chunks r, r + W, r + 2W, ... and the float64 moment sums are all-reduced.
+An interrupted run leaves only whole chunks, and the next run extracts just the missing ones.
+Under torchrun, process r takes chunks r, r + W, r + 2W, ... and the float64 moment sums are
+all-reduced.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +30,10 @@ from tqdm import tqdm
 from genbench import distributed
 from genbench.errors import BadImageError, GenbenchError
 from genbench.extractors import FeatureExtractor
-from genbench.fileio import atomic_path, cache_dir
-from genbench.protocols import Protocol
+from genbench.protocols import INCEPTION_SIZE, Protocol
 from genbench.sources import ImageSource
 from genbench.stats import FeatureStatistics, StreamingMoments
+from genbench.store import ChunkStore, my_chunks
 
 CHUNK_SIZE = 500
 CACHE_VERSION = 1
@@ -61,20 +61,23 @@ class FeatureRun:
         if self.cache_entry is None:
             raise GenbenchError("features of an uncached source were not kept; give the "
                                 "source a cache key or enable the cache")
-        for path in sorted(self.cache_entry.glob("chunk-*.npz")):
-            with np.load(path) as data:
-                yield data["features"]
+        yield from ChunkStore(self.cache_entry).iter_field("features")
 
 
-def cache_key(source: ImageSource, num_images: int, protocol: Protocol,
-              extractor: FeatureExtractor, chunk_size: int = CHUNK_SIZE) -> str | None:
+def cache_payload(source: ImageSource, num_images: int, protocol: Protocol,
+                  extractor: FeatureExtractor, chunk_size: int = CHUNK_SIZE,
+                  skip_bad: bool = False) -> dict | None:
+    """What the features of ``source`` depend on (None: the source has no content key)."""
     fingerprint = source.fingerprint()
     if fingerprint is None:
         return None
-    payload = json.dumps({"v": CACHE_VERSION, "source": fingerprint, "n": num_images,
-                          "protocol": protocol.name, "extractor": extractor.identity,
-                          "chunk": chunk_size}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:40]
+    payload = {"v": CACHE_VERSION, "source": fingerprint, "n": num_images,
+               "protocol": protocol.name, "extractor": extractor.identity, "chunk": chunk_size}
+    if protocol.size != INCEPTION_SIZE:
+        payload["size"] = protocol.size
+    if skip_bad:  # an entry with skipped images must not serve a run that would refuse them
+        payload["skip_bad"] = True
+    return payload
 
 
 def _load_batch(source: ImageSource, indices: list[int], skip_bad: bool):
@@ -148,49 +151,44 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     ctx = distributed.current()
     if chunk_size < 1:
         raise GenbenchError(f"chunk size must be >= 1, got {chunk_size}")
-    key = cache_key(source, total, protocol, extractor, chunk_size) if use_cache else None
-    entry = cache_dir() / "features" / key if key else None
+    payload = cache_payload(source, total, protocol, extractor, chunk_size, skip_bad) \
+        if use_cache else None
+    store = ChunkStore.keyed("features", payload) if payload is not None else None
     meta = {"protocol": protocol.name, "extractor": extractor.identity,
-            "weights_sha256": getattr(getattr(extractor, "weights", None), "source_sha256",
-                                      None),
-            "label": source.describe()}
+            "weights_sha256": extractor.weights_sha256, "label": source.describe()}
 
-    if entry is not None and (entry / "meta.json").is_file() and (entry / "stats.npz").is_file():
-        info = json.loads((entry / "meta.json").read_text())
-        stats = FeatureStatistics(**{**_stats_arrays(entry / "stats.npz"), **meta,
-                                     "num_samples": info["num_samples"]})
+    if store is not None and store.complete and store.path("stats.npz").is_file():
+        info = store.read_meta()
+        arrays = store.read_arrays("stats.npz")
+        stats = FeatureStatistics(arrays["mu"], arrays["sigma"], **meta,
+                                  num_samples=info["num_samples"])
         return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
-                          time.perf_counter() - start_time, entry,
-                          labels=_labels(source, lambda: _cached_indices(entry)))
+                          time.perf_counter() - start_time, store.root,
+                          labels=_labels(source, lambda: _cached_indices(store)))
 
-    chunks = [list(range(s, min(s + chunk_size, total))) for s in range(0, total, chunk_size)]
-    mine = [(c, idx) for c, idx in enumerate(chunks) if c % ctx.world_size == ctx.rank]
-    if hasattr(extractor, "plan"):
-        extractor.plan(sum(len(idx) for c, idx in mine if entry is None
-                           or not (entry / f"chunk-{c:06d}.npz").is_file()))
+    mine = my_chunks(total, chunk_size)
+    extractor.plan(sum(len(idx) for c, idx in mine if store is None or not store.has_chunk(c)))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
     kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if (
-        keep_features and entry is None) else None
+        keep_features and store is None) else None
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
                desc=desc or source.describe(), disable=not (progress and ctx.is_main))
     with bar:
         for c, indices in mine:
-            chunk_path = entry / f"chunk-{c:06d}.npz" if entry is not None else None
-            if chunk_path is not None and chunk_path.is_file():
-                with np.load(chunk_path) as data:
-                    features, kept = data["features"], data["indices"]
-                    chunk_skipped = [str(s) for s in data["skipped"]]
+            if store is not None and store.has_chunk(c):
+                data = store.read_chunk(c)
+                features, kept = data["features"], data["indices"]
+                chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
             else:
                 features, kept, chunk_skipped = _extract_chunk(
-                    source, indices, protocol, extractor, batch_size, skip_bad, bar)
+                    source, list(indices), protocol, extractor, batch_size, skip_bad, bar)
                 extracted += len(kept)
-                if chunk_path is not None:
-                    with atomic_path(chunk_path) as tmp, open(tmp, "wb") as f:
-                        np.savez(f, features=features, indices=kept,
-                                 skipped=np.array(chunk_skipped, dtype=str))
+                if store is not None:
+                    store.write_chunk(c, features=features, indices=kept,
+                                      skipped=np.array(chunk_skipped, dtype=str))
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
             skipped += chunk_skipped
             if kept_features is not None:
@@ -207,11 +205,11 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         raise GenbenchError(f"{source.describe()}: fewer than 2 readable images "
                             f"({len(skipped)} skipped)")
     stats = moments.statistics(**meta)
-    if entry is not None and ctx.is_main:
-        stats.save(entry / "stats.npz")
-        with atomic_path(entry / "meta.json") as tmp:
-            tmp.write_text(json.dumps({"num_samples": stats.num_samples, "skipped": skipped,
-                                       "requested": total, **meta}, indent=1))
+    if store is not None:
+        if ctx.is_main:
+            store.write_arrays("stats.npz", **stats.arrays())
+        store.write_meta({"num_samples": stats.num_samples, "skipped": skipped,
+                          "requested": total, **meta})
     distributed.barrier()
     in_memory, indices = None, None
     if kept_features is not None:
@@ -219,18 +217,15 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                            for item in part), key=lambda item: item[0])
         in_memory = [features for _, features, _ in gathered]
         indices = np.concatenate([idx for _, _, idx in gathered])
-    row_indices = (lambda: indices) if entry is None else (lambda: _cached_indices(entry))
+    row_indices = (lambda: indices) if store is None else (lambda: _cached_indices(store))
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
-                      time.perf_counter() - start_time, entry, in_memory,
-                      _labels(source, row_indices))
+                      time.perf_counter() - start_time, store.root if store else None,
+                      in_memory, _labels(source, row_indices))
 
 
-def _cached_indices(entry: Path) -> np.ndarray:
+def _cached_indices(store: ChunkStore) -> np.ndarray:
     """Source indices of the cached feature rows, in row order."""
-    parts = []
-    for path in sorted(entry.glob("chunk-*.npz")):
-        with np.load(path) as data:
-            parts.append(data["indices"])
+    parts = list(store.iter_field("indices"))
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
@@ -241,8 +236,3 @@ def _labels(source: ImageSource,
         return None
     indices = row_indices()
     return None if indices is None else np.asarray(source.labels)[indices]
-
-
-def _stats_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {"mu": data["mu"], "sigma": data["sigma"]}

@@ -16,7 +16,7 @@ so every result names its protocol. Registered protocols:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from genbench.errors import GenbenchError
+from genbench.registry import Registry
 
 INCEPTION_SIZE = 299
 
@@ -60,13 +61,21 @@ def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A named resize + normalisation. ``transform`` takes uint8 N×3×H×W (one size) and
-    returns float32 N×3×S×S ready for the extractor."""
+    """A named resize + normalisation. ``transform(batch, size)`` takes uint8 N×3×H×W (one
+    size) and returns float32 N×3×S×S (S = ``size``) ready for the extractor. The size is the
+    extractor's input size: ``at_size`` gives the same protocol for another network."""
 
     name: str
     description: str
-    transform: Callable[[torch.Tensor], torch.Tensor]
+    transform: Callable[[torch.Tensor, int], torch.Tensor]
     size: int = INCEPTION_SIZE
+
+    def at_size(self, size: int) -> Protocol:
+        """This protocol resizing to ``size`` × ``size`` instead."""
+        if size == self.size:
+            return self
+        return replace(self, size=int(size),
+                       description=self.description.replace(f"to {self.size}", f"to {size}"))
 
     def __call__(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Preprocess a batch: a uint8 N×3×H×W tensor, or a list of uint8 3×H×W tensors of any
@@ -87,18 +96,17 @@ class Protocol:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
             raise GenbenchError(f"protocol {self.name!r} takes uint8 N×3×H×W images, got "
                                 f"{batch.dtype} {tuple(batch.shape)}")
-        return self.transform(batch)
+        return self.transform(batch, self.size)
 
 
-def _tf_transform(batch: torch.Tensor) -> torch.Tensor:
-    x = resize_bilinear_tf1(batch.float(), INCEPTION_SIZE)
+def _tf_transform(batch: torch.Tensor, size: int) -> torch.Tensor:
+    x = resize_bilinear_tf1(batch.float(), size)
     return (x - 128.0) / 128.0
 
 
-def _pytorch_fid_transform(batch: torch.Tensor) -> torch.Tensor:
+def _pytorch_fid_transform(batch: torch.Tensor, size: int) -> torch.Tensor:
     x = batch.float() / 255.0
-    x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
-                      align_corners=False)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return 2.0 * x - 1.0
 
 
@@ -107,26 +115,23 @@ def _pil_bicubic_float(channel: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), resample=Image.Resampling.BICUBIC))
 
 
-def _clean_transform(batch: torch.Tensor) -> torch.Tensor:
+def _clean_transform(batch: torch.Tensor, size: int) -> torch.Tensor:
     arr = batch.cpu().numpy()
-    out = np.empty((arr.shape[0], 3, INCEPTION_SIZE, INCEPTION_SIZE), dtype=np.float32)
+    out = np.empty((arr.shape[0], 3, size, size), dtype=np.float32)
     for i in range(arr.shape[0]):
         for ch in range(3):
-            out[i, ch] = _pil_bicubic_float(arr[i, ch], INCEPTION_SIZE)
+            out[i, ch] = _pil_bicubic_float(arr[i, ch], size)
     np.clip(out, 0.0, 255.0, out=out)
     x = torch.from_numpy(out).to(batch.device)
     return (x - 128.0) / 128.0
 
 
-PROTOCOLS: dict[str, Protocol] = {}
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
 
 def register_protocol(protocol: Protocol) -> Protocol:
     """Add a protocol to the registry (name must be new)."""
-    if protocol.name in PROTOCOLS:
-        raise ValueError(f"protocol {protocol.name!r} is already registered")
-    PROTOCOLS[protocol.name] = protocol
-    return protocol
+    return PROTOCOLS.register(protocol.name, protocol)
 
 
 register_protocol(Protocol(
@@ -143,8 +148,4 @@ DEFAULT_PROTOCOL = "tf"
 
 
 def get_protocol(name: str) -> Protocol:
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise GenbenchError(f"unknown protocol {name!r}; choose one of "
-                            f"{', '.join(PROTOCOLS)}") from None
+    return PROTOCOLS.lookup(name)

@@ -40,9 +40,8 @@ class FeatureStatistics:
     def dim(self) -> int:
         return int(self.mu.shape[0])
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write an ``.npz`` readable by pytorch-fid/TTUR (atomic)."""
-        path = Path(path)
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``mu``, ``sigma`` and the metadata as plain arrays (what ``save`` writes)."""
         arrays: dict[str, np.ndarray] = {"mu": self.mu, "sigma": self.sigma}
         if self.num_samples is not None:
             arrays["num_samples"] = np.array(self.num_samples, dtype=np.int64)
@@ -50,8 +49,13 @@ class FeatureStatistics:
             value = getattr(self, key)
             if value is not None:
                 arrays[key] = np.array(str(value))
+        return arrays
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz`` readable by pytorch-fid/TTUR (atomic)."""
+        path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **self.arrays())
         return path
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from genbench.cas.networks import ResNet50, SmallResNet
 from genbench.errors import GenbenchError
+from genbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,18 @@ class Recipe:
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 
 
-NETWORKS: dict[str, Callable[[Recipe, int, int], nn.Module]] = {
-    "small-resnet": lambda r, classes, channels: SmallResNet(classes, channels, r.width),
-    "resnet50": lambda r, classes, channels: ResNet50(classes, channels),
-}
+NETWORKS: Registry[Callable[[Recipe, int, int], nn.Module]] = Registry("CAS network")
+NETWORKS.register("small-resnet",
+                  lambda r, classes, channels: SmallResNet(classes, channels, r.width))
+NETWORKS.register("resnet50", lambda r, classes, channels: ResNet50(classes, channels))
 
-RECIPES: dict[str, Recipe] = {}
+RECIPES: Registry[Recipe] = Registry("CAS recipe")
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    if recipe.name in RECIPES:
-        raise ValueError(f"recipe {recipe.name!r} is already registered")
     if recipe.network not in NETWORKS:
         raise ValueError(f"recipe {recipe.name!r}: unknown network {recipe.network!r}")
-    RECIPES[recipe.name] = recipe
-    return recipe
+    return RECIPES.register(recipe.name, recipe)
 
 
 register_recipe(Recipe(
@@ -80,11 +78,7 @@ register_recipe(Recipe(
 def recipe_for(name: str, image_size: int) -> Recipe:
     """``name`` or, for "auto", the recipe whose size range holds ``image_size``."""
     if name != "auto":
-        try:
-            return RECIPES[name]
-        except KeyError:
-            raise GenbenchError(f"unknown CAS recipe {name!r}; choose from "
-                                f"{', '.join(RECIPES)} or auto") from None
+        return RECIPES.lookup(name, hint=" or auto")
     for recipe in RECIPES.values():
         if recipe.min_size <= image_size <= recipe.max_size:
             return recipe

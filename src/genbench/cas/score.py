@@ -27,7 +27,7 @@ from genbench.cas.train import Accuracy, evaluate_classifier, train_classifier
 from genbench.errors import GenbenchError
 from genbench.fileio import atomic_path, cache_dir
 
-CAS_CACHE_VERSION = 1
+CAS_CACHE_VERSION = 2
 WORST_CLASSES = 5
 
 

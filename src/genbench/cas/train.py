@@ -1,17 +1,17 @@
 """Train a recipe's classifier on a labelled set and measure it on another.
 
-Deterministic on CPU for a given seed (and thread count): the initial weights come from
+Training runs on the shared engine (``genbench.training``), one checkpoint per epoch:
+deterministic on CPU for a given seed (and thread count): the initial weights come from
 ``torch.manual_seed(seed)``, and epoch e's order and augmentation from a generator seeded with
 (seed, e), so a run resumed from its epoch-e checkpoint continues exactly as if it had never
-stopped. A checkpoint (model, optimiser, epoch) is written atomically after every epoch.
-Under torchrun the model is wrapped in DistributedDataParallel; process r takes every W-th
-example of each epoch's order and the global batch is split across processes (batch norm
-statistics are per process).
+stopped. A checkpoint (model, optimiser, sampler and RNG state, step) is written atomically
+after every epoch. Under torchrun the model is wrapped in DistributedDataParallel; process r
+takes every W-th example of each epoch's order and the global batch is split across processes
+(batch norm statistics are per process).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,15 @@ from tqdm import tqdm
 from genbench import distributed
 from genbench.cas.data import LabelledImages
 from genbench.cas.recipes import NETWORKS, Recipe
-from genbench.fileio import atomic_path
+from genbench.training import (
+    Callback,
+    StepContext,
+    TrainConfig,
+    TrainTask,
+    run_device,
+    train,
+)
+from genbench.training.sampler import steps_per_epoch
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -38,9 +46,11 @@ class Accuracy:
     per_class: list[float | None]      # None for a class absent from the test set
     counts: list[int]                  # test examples per class
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "top5_k": self.top5_k,
                 "per_class": self.per_class, "counts": self.counts}
+
+    as_dict = to_dict  # still used by cas/score.py
 
 
 def build_network(recipe: Recipe, num_classes: int) -> nn.Module:
@@ -91,75 +101,99 @@ def _optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                            lr=recipe.lr, momentum=0.9, nesterov=True)
 
 
+class _ClassifierTask(TrainTask):
+    """The recipe's classifier on ``data`` with label-smoothed cross-entropy; keeps the
+    current epoch's running loss and accuracy for the progress bar."""
+
+    def __init__(self, data: LabelledImages, recipe: Recipe, num_classes: int,
+                 steps_per_epoch: int) -> None:
+        self.data, self.recipe, self.num_classes = data, recipe, num_classes
+        self.steps_per_epoch = steps_per_epoch
+        self.track = False
+        self.seen, self.correct, self.loss_sum = 0, 0, 0.0
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.data)
+
+    def build_network(self, device: torch.device) -> nn.Module:
+        net = build_network(self.recipe, self.num_classes)
+        return net.to(device).to(memory_format=torch.channels_last)
+
+    def build_optimizer(self, network: nn.Module) -> torch.optim.Optimizer:
+        return _optimizer(network, self.recipe)
+
+    def lr(self, step: int) -> float:
+        return _lr_at(self.recipe, step, self.steps_per_epoch)
+
+    def make_batch(self, indices: torch.Tensor, generator: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _augment(_prepare(self.data.images[indices], self.recipe), self.recipe, generator)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        return x, self.data.labels[indices].to(device)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
+             step: int) -> torch.Tensor:
+        x, y = batch
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        if self.track:
+            self.seen += len(y)
+            self.correct += int((logits.argmax(1) == y).sum())
+            self.loss_sum += float(loss.detach()) * len(y)
+        return loss
+
+
+class _EpochBar(Callback):
+    """One progress bar per epoch, with its running loss and accuracy (process 0 only)."""
+
+    def __init__(self, task: _ClassifierTask, epochs: int, desc: str) -> None:
+        super().__init__(every=1)
+        self.task, self.epochs, self.desc = task, epochs, desc
+        self.bar: tqdm | None = None
+        task.track = True
+
+    def __call__(self, context: StepContext) -> None:
+        task, spe = self.task, context.steps_per_epoch
+        epoch, k = divmod(context.step - 1, spe)
+        if self.bar is None:
+            self.bar = tqdm(total=spe, initial=k, desc=f"{self.desc} {epoch + 1}/{self.epochs}",
+                            unit="step", dynamic_ncols=True, leave=False)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{task.loss_sum / task.seen:.3f}",
+                             acc=f"{task.correct / task.seen:.3f}")
+        if k == spe - 1:
+            self.bar.close()
+            self.bar = None
+            task.seen, task.correct, task.loss_sum = 0, 0, 0.0
+
+
 def train_classifier(data: LabelledImages, recipe: Recipe, num_classes: int, *, seed: int = 0,
                      device: str | torch.device = "cpu", checkpoint_dir: Path | None = None,
                      progress: bool = True, desc: str = "train",
                      on_epoch_end: Callable[[int], None] | None = None) -> nn.Module:
     """The recipe's network trained on ``data`` (resuming from ``checkpoint_dir`` when it
     holds a checkpoint of this run)."""
-    device = torch.device(device)
     ctx = distributed.current()
-    torch.manual_seed(seed)
-    net = build_network(recipe, num_classes).to(device).to(memory_format=torch.channels_last)
-    optimizer = _optimizer(net, recipe)
-    start_epoch = 0
+    spe = steps_per_epoch(len(data), recipe.batch_size, ctx.world_size)
+    task = _ClassifierTask(data, recipe, num_classes, spe)
+    config = TrainConfig(seed=seed, total_steps=recipe.epochs * spe,
+                         batch_size=recipe.batch_size, amp="off", checkpoint_every=spe,
+                         device=str(run_device(device)))
+    callbacks: list[Callback] = []
+    if progress and ctx.is_main:
+        callbacks.append(_EpochBar(task, recipe.epochs, desc))
+    if on_epoch_end is not None:
+        callbacks.append(Callback(spe, lambda c: on_epoch_end(c.step // c.steps_per_epoch)))
     ckpt = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
-    model = net
-    if ctx.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    n = len(data)
-    local_batch = max(1, recipe.batch_size // ctx.world_size)
-    steps_per_epoch = math.ceil(n / (local_batch * ctx.world_size))
-    for epoch in range(start_epoch, recipe.epochs):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=gen)
-        mine = order[ctx.rank::ctx.world_size]
-        model.train()
-        seen, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{recipe.epochs}",
-                   unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True,
-                   leave=False)
-        for step in bar:
-            idx = mine[step * local_batch:(step + 1) * local_batch]
-            if len(idx) == 0:
-                idx = mine[:1]  # keep every process stepping (DDP needs matching calls)
-            x = _augment(_prepare(data.images[idx], recipe), recipe, gen)
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            y = data.labels[idx].to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + step, steps_per_epoch)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        if ckpt is not None and ctx.is_main:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt) as tmp:
-                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch + 1}, tmp)
-        distributed.barrier()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-    return net.eval()
+    return train(task, config, checkpoint_path=ckpt, callbacks=callbacks).network
 
 
 @torch.inference_mode()
 def evaluate_classifier(net: nn.Module, data: LabelledImages, recipe: Recipe, num_classes: int,
                         device: str | torch.device = "cpu", batch_size: int = 500) -> Accuracy:
     """Top-1, top-k (k = min(5, classes)) and per-class top-1 accuracy on ``data``."""
-    device = torch.device(device)
+    device = run_device(device)
     net.eval()
     k = min(5, num_classes)
     hits1, hitsk = [], []

@@ -1,5 +1,11 @@
 """Feature extractors: preprocessed float images in, float32 features out. A registry maps
-names to factories, so a new network is added in one place (``register_extractor``)."""
+names to factories, so a new network is added in one place (``register_extractor``).
+
+The contract every extractor states as members (nothing is probed): ``name``,
+``feature_dim``, ``input_size`` (the protocol resizes to it), ``default_protocol``,
+``identity`` (name plus weights checksum: it keys the cache), ``weights_sha256`` (None for
+weights without a published file), ``device``, ``classifier_weight`` (None: no Inception
+Score) and ``plan(num_images)`` (a hint before a run, e.g. to decide compilation)."""
 
 from __future__ import annotations
 
@@ -7,12 +13,15 @@ import shutil
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from genbench.errors import GenbenchError
 from genbench.extractors.inception_net import FEATURE_DIM, FIDInceptionV3
 from genbench.extractors.inception_weights import InceptionWeights, load_inception_weights
+from genbench.protocols import DEFAULT_PROTOCOL, INCEPTION_SIZE
+from genbench.registry import Registry
 
 
 class FeatureExtractor(ABC):
@@ -20,6 +29,10 @@ class FeatureExtractor(ABC):
 
     name: str
     feature_dim: int
+    #: side of the square images the network takes; the protocol resizes to it
+    input_size: int = INCEPTION_SIZE
+    #: the protocol used unless the user names another
+    default_protocol: str = DEFAULT_PROTOCOL
 
     @property
     @abstractmethod
@@ -28,6 +41,14 @@ class FeatureExtractor(ABC):
 
     @abstractmethod
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weights file the network was built from (None: no such file)."""
+        return None
+
+    def plan(self, num_images: int) -> None:  # noqa: B027 (a hook; most extractors need none)
+        """Told how many images the coming run extracts, before it starts."""
 
     @property
     def device(self) -> torch.device:
@@ -95,6 +116,10 @@ class InceptionExtractor(FeatureExtractor):
         return f"{self.name}:{self.weights.source_sha256[:16]}"
 
     @property
+    def weights_sha256(self) -> str | None:
+        return self.weights.source_sha256
+
+    @property
     def device(self) -> torch.device:
         return self._device
 
@@ -131,13 +156,17 @@ class ModuleExtractor(FeatureExtractor):
     """Any torch module as the feature network: it receives the protocol's output (float32
     N×3×S×S, e.g. S = 299 in [-1, 1] for ``tf``) and returns N×D features (flattened).
     ``identity`` must change whenever the weights do: it keys the feature cache. Pass
-    ``classifier_weight`` (classes × D) to allow an Inception-Score-style metric."""
+    ``classifier_weight`` (classes × D) to allow an Inception-Score-style metric, and
+    ``input_size`` / ``default_protocol`` for a network that takes other images."""
 
     def __init__(self, module: torch.nn.Module, name: str, feature_dim: int, *,
                  identity: str | None = None, device: str | torch.device = "cpu",
-                 classifier_weight: torch.Tensor | None = None) -> None:
+                 classifier_weight: torch.Tensor | None = None,
+                 input_size: int = INCEPTION_SIZE,
+                 default_protocol: str = DEFAULT_PROTOCOL) -> None:
         self.module = module.eval().requires_grad_(False).to(device)
         self.name, self.feature_dim = name, int(feature_dim)
+        self.input_size, self.default_protocol = int(input_size), default_protocol
         self._identity = identity or name
         self._device = torch.device(device)
         self._classifier = classifier_weight
@@ -163,23 +192,34 @@ class ModuleExtractor(FeatureExtractor):
         return out
 
 
-EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
-    "inception": InceptionExtractor,
-}
+@dataclass(frozen=True)
+class ExtractorEntry:
+    """A registered extractor: its factory ``factory(weights=, device=, compile=,
+    batch_size=)`` and what is known before it is built (so that statistics files can be
+    compared without loading weights)."""
+
+    factory: Callable[..., FeatureExtractor]
+    default_protocol: str = DEFAULT_PROTOCOL
+    input_size: int = INCEPTION_SIZE
+
+    def __call__(self, **options) -> FeatureExtractor:
+        return self.factory(**options)
+
+
+EXTRACTORS: Registry[ExtractorEntry] = Registry("extractor")
 DEFAULT_EXTRACTOR = "inception"
 
 
-def register_extractor(name: str, factory: Callable[..., FeatureExtractor]) -> None:
-    """Make ``factory(**options)`` available as ``--extractor name``."""
-    if name in EXTRACTORS:
-        raise ValueError(f"extractor {name!r} is already registered")
-    EXTRACTORS[name] = factory
+def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
+                       default_protocol: str = DEFAULT_PROTOCOL,
+                       input_size: int = INCEPTION_SIZE) -> None:
+    """Make ``factory(weights=, device=, compile=, batch_size=)`` available as
+    ``--extractor name`` (a factory may ignore options it has no use for)."""
+    EXTRACTORS.register(name, ExtractorEntry(factory, default_protocol, input_size))
+
+
+register_extractor(DEFAULT_EXTRACTOR, InceptionExtractor)
 
 
 def create_extractor(name: str = DEFAULT_EXTRACTOR, **options) -> FeatureExtractor:
-    try:
-        factory = EXTRACTORS[name]
-    except KeyError:
-        raise GenbenchError(f"unknown extractor {name!r}; registered: "
-                            f"{', '.join(EXTRACTORS)}") from None
-    return factory(**options)
+    return EXTRACTORS.lookup(name)(**options)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genbench.errors import GenbenchError
+from genbench.registry import Registry
 from genbench.stats import FeatureStatistics
 
 
@@ -106,33 +106,71 @@ def _dc(inputs: MetricInputs) -> dict:
             "comparison": r.comparison}
 
 
+def _fid_per_class(inputs: MetricInputs) -> dict:
+    """FID within one class, from the class's features (np.cov, float64)."""
+    import warnings
+
+    from genbench.metrics.fid import frechet_distance
+
+    s, r = inputs.samples.astype(np.float64), inputs.reference.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {"fid": frechet_distance(s.mean(0), np.cov(s, rowvar=False), r.mean(0),
+                                        np.cov(r, rowvar=False))}
+
+
+def _pr_per_class(inputs: MetricInputs) -> dict:
+    r = _pr(inputs)
+    return {"precision": r["precision"], "recall": r["recall"]}
+
+
+def _prd_per_class(inputs: MetricInputs) -> dict:
+    from genbench.metrics.prd import prd_from_features
+
+    r = prd_from_features(inputs.samples.astype(np.float64), inputs.reference,
+                          seed=inputs.seed, balance="subsample")
+    return {"prd_f_8": r.f_beta, "prd_f_1/8": r.f_beta_inv}
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """How a metric runs within each class (``genbench eval --per-class``): ``compute`` gets
+    the class's features and returns flat values; it runs when both sides have more than
+    ``min_size`` images of the class, and always (``always``) or only when the metric is
+    requested."""
+
+    compute: Callable[[MetricInputs], dict]
+    min_size: int
+    always: bool = False
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
     description: str
     compute: Callable[[MetricInputs], dict]
     needs_features: bool
+    per_class: PerClass | None = None
 
 
-METRICS: dict[str, MetricSpec] = {}
+METRICS: Registry[MetricSpec] = Registry("metric")
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
-    if spec.name in METRICS:
-        raise ValueError(f"metric {spec.name!r} is already registered")
-    METRICS[spec.name] = spec
-    return spec
+    return METRICS.register(spec.name, spec)
 
 
 for _spec in (
-    MetricSpec("fid", "Fréchet distance of the feature Gaussians", _fid, False),
+    MetricSpec("fid", "Fréchet distance of the feature Gaussians", _fid, False,
+               PerClass(_fid_per_class, 1, always=True)),
     MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
                       "subsets", _kid, True),
     MetricSpec("is", "Inception Score of the samples: unbiased logits, 10 splits, seeded "
                      "shuffle (needs a classifier head)", _is, True),
     MetricSpec("prd", "precision and recall for distributions (Sajjadi 2018): F_8, F_1/8",
-               _prd, True),
-    MetricSpec("pr", "improved precision/recall (Kynkäänniemi 2019), k = 3, '<='", _pr, True),
+               _prd, True, PerClass(_prd_per_class, 19)),
+    MetricSpec("pr", "improved precision/recall (Kynkäänniemi 2019), k = 3, '<='", _pr, True,
+               PerClass(_pr_per_class, 3, always=True)),
     MetricSpec("dc", "density/coverage (Naeem 2020), k = 5, '<' as prdc", _dc, True),
 ):
     register_metric(_spec)
@@ -142,8 +180,6 @@ def parse_metrics(text: str | list[str] | None) -> list[str]:
     """'fid,kid' or a list -> validated names (default: every registered metric)."""
     names = list(METRICS) if not text else (
         [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else text)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise GenbenchError(f"unknown metric(s) {', '.join(unknown)}; choose from "
-                            f"{', '.join(METRICS)}")
+    for name in names:
+        METRICS.lookup(name)
     return names

@@ -59,7 +59,7 @@ def plot_prd_curves(results: Mapping[str, PRDResult], path: str | os.PathLike, *
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise GenbenchError("plotting PRD curves needs matplotlib (pip install matplotlib)")\
+        raise GenbenchError("plotting PRD curves needs matplotlib: pip install 'genbench[plot]'")\
             from None
 
     curves = [(str(label), *_curve(str(label), result)) for label, result in results.items()]

@@ -163,13 +163,16 @@ def _check_uint8_nhwc(images: np.ndarray, path: Path) -> None:
 
 
 class GeneratorSource(ImageSource):
-    """Images drawn from ``generate(batch_size) -> images`` (uint8 or float tensors/arrays,
-    NCHW or NHWC), ``num_images`` in all, in calls of at most ``batch_size``.
+    """A convenience for quick checks: images drawn from ``generate(batch_size) -> images``
+    (uint8 or float tensors/arrays, NCHW or NHWC), ``num_images`` in all, in calls of at most
+    ``batch_size``.
 
-    Every ``load_many`` call draws fresh images (the indices only count them): under torchrun
-    each process draws its own share, so seed the generator by rank. Nothing is cached (the
-    images have no content key) unless ``cache_key`` is given, e.g. a checkpoint hash plus the
-    sampling seed.
+    Not reproducible in the way a metric wants: every ``load_many`` call draws fresh images
+    (the indices only count them), so the result depends on the world size under torchrun,
+    on the batch size and on where a run resumed, and nothing is cached unless
+    ``cache_key`` is given. For a model, implement ``genbench.Generator.sample(seeds,
+    labels)`` instead: image i is then made from seed i (``SeededSource``), identical with 1
+    or N processes and cacheable.
     """
 
     def __init__(self, generate: Callable[[int], np.ndarray | torch.Tensor], num_images: int,

@@ -16,6 +16,7 @@ import numpy as np
 
 from genbench.errors import GenbenchError
 from genbench.fileio import cache_dir, download
+from genbench.registry import Registry
 from genbench.sources.arrays import ArraySource
 from genbench.sources.base import array_digest
 
@@ -112,17 +113,16 @@ def digits() -> DatasetSource:
                          tuple(str(i) for i in range(10)))
 
 
-DATASETS: dict[str, Callable[[], DatasetSource]] = {
-    "fashion-mnist:train": lambda: fashion_mnist("train"),
-    "fashion-mnist:test": lambda: fashion_mnist("test"),
-    "digits": digits,
-}
+DATASETS: Registry[Callable[[], DatasetSource]] = Registry("data set")
 
 
 def register_dataset(name: str, factory: Callable[[], DatasetSource]) -> None:
-    if name in DATASETS:
-        raise ValueError(f"data set {name!r} is already registered")
-    DATASETS[name] = factory
+    DATASETS.register(name, factory)
+
+
+register_dataset("fashion-mnist:train", lambda: fashion_mnist("train"))
+register_dataset("fashion-mnist:test", lambda: fashion_mnist("test"))
+register_dataset("digits", digits)
 
 
 def is_dataset_name(spec: str | os.PathLike) -> bool:

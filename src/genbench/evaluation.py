@@ -1,0 +1,384 @@
+"""The evaluation session: one extractor and one reference, kept across calls.
+
+``Pipeline`` is the extraction half (protocol, extractor created on first use, cache);
+``Evaluation`` holds a reference's statistics and features and scores any number of models
+against it, each from one feature pass, so a training loop can call ``score`` every N steps
+without rebuilding the network or re-reading the reference::
+
+    ev = genbench.Evaluation("fashion-mnist:test", metrics="fid,pr")
+    result = ev.score(generator, num_images=2000)   # image i from seed i
+    result.to_dict()["metrics"]["fid"]["value"]
+
+``genbench.evaluate``, ``evaluate_models`` and ``compute_fid`` are thin calls of it, and every
+CLI command goes through it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from genbench import __version__, distributed
+from genbench.config import ExtractionConfig
+from genbench.devices import resolve_device
+from genbench.errors import GenbenchError
+from genbench.extractors import EXTRACTORS, FeatureExtractor, InceptionExtractor
+from genbench.features import FeatureRun, extract_statistics
+from genbench.metrics.fid import FewSamplesWarning
+from genbench.protocols import Protocol, get_protocol
+from genbench.resolve import InputLike, ResolvedInput, ResolveOptions, resolve_input
+from genbench.stats import FeatureStatistics, StreamingMoments
+
+
+@dataclass
+class SideSummary:
+    """One input of a comparison: what it was and how many images it contributed."""
+
+    source: str
+    num_images: int | None
+    from_statistics_file: bool = False
+    skipped: list[str] = field(default_factory=list)
+    extracted: int = 0
+    seconds: float = 0.0
+    kind: str = "images"
+    #: where FID's mean and covariance came from: "features" (of this pass) or "stored"
+    fid_statistics: str = "features"
+
+
+class Pipeline:
+    """Images to features under one configuration: the protocol, the extractor (built on
+    first use, so statistics-only work loads no weights), the device and the cache."""
+
+    def __init__(self, config: ExtractionConfig | None = None) -> None:
+        self.config = config or ExtractionConfig()
+        self.device = resolve_device(self.config.device)
+        distributed.init_distributed(self.device.type)
+        self._extractor: FeatureExtractor | None = None
+        if isinstance(self.config.extractor, FeatureExtractor):
+            self._extractor = self.config.extractor
+            self.extractor_name = self._extractor.name
+            default_protocol, size = (self._extractor.default_protocol,
+                                      self._extractor.input_size)
+        else:
+            entry = EXTRACTORS.lookup(self.config.extractor)
+            self.extractor_name = self.config.extractor
+            default_protocol, size = entry.default_protocol, entry.input_size
+        self.protocol: Protocol = get_protocol(self.config.protocol or default_protocol) \
+            .at_size(size)
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            c = self.config
+            self._extractor = EXTRACTORS.lookup(self.extractor_name)(
+                weights=c.weights, device=self.device, compile=c.compile,
+                batch_size=c.batch_size)
+        return self._extractor
+
+    @property
+    def extractor_built(self) -> bool:
+        return self._extractor is not None
+
+    @property
+    def is_inception(self) -> bool:
+        """The TF-FID Inception (whose pool3 statistics ADM and pytorch-fid files hold)."""
+        if self._extractor is not None:
+            return isinstance(self._extractor, InceptionExtractor)
+        return EXTRACTORS[self.extractor_name].factory is InceptionExtractor
+
+    def resolve(self, spec: InputLike, num_images: int | None = None, *,
+                with_labels: bool = False, seed: int = 0) -> ResolvedInput:
+        return resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
+                                                  with_labels, seed))
+
+    def extract(self, resolved: ResolvedInput, num_images: int | None = None,
+                desc: str | None = None, keep_features: bool = False) -> FeatureRun:
+        """Features of the input's images (resumed from and filling the cache)."""
+        if resolved.source is None:
+            raise GenbenchError(f"{resolved.label}: holds {resolved.kind}, not images")
+        c = self.config
+        return extract_statistics(resolved.source, self.protocol, self.extractor,
+                                  num_images=num_images, batch_size=c.batch_size,
+                                  use_cache=c.use_cache, skip_bad=c.skip_bad,
+                                  progress=c.progress, desc=desc, chunk_size=c.chunk_size,
+                                  keep_features=keep_features)
+
+    def statistics(self, spec: InputLike, num_images: int | None = None,
+                   desc: str | None = None) -> FeatureRun:
+        """Features of ``spec``'s images reduced to float64 mean/covariance (cached)."""
+        return self.extract(self.resolve(spec, num_images), num_images, desc)
+
+    def check_statistics(self, stats: FeatureStatistics, notes: list[str]) -> None:
+        """Refuse statistics made with another protocol; say what was assumed for files
+        that record none."""
+        if stats.protocol is None:
+            notes.append(f"{stats.label}: statistics file does not record its protocol "
+                         f"(pytorch-fid/TTUR/ADM file?); assumed {self.protocol.name!r}")
+        elif stats.protocol != self.protocol.name:
+            raise GenbenchError(f"{stats.label}: statistics were computed with protocol "
+                                f"{stats.protocol!r}, not {self.protocol.name!r}; pass "
+                                f"--protocol {stats.protocol} or recompute them")
+
+
+@dataclass
+class Side:
+    """One prepared input: the statistics FID uses, its features (loaded on demand), labels,
+    provenance and notes."""
+
+    label: str
+    kind: str
+    statistics: FeatureStatistics
+    summary: SideSummary
+    extractor_id: str | None          # network identity of the features/statistics
+    load_features: Callable[[], np.ndarray] | None = None  # None: statistics only
+    labels: np.ndarray | None = None
+    from_pipeline: bool = False       # features made by the pipeline's extractor
+    notes: list[str] = field(default_factory=list)
+    _features: np.ndarray | None = None
+
+    @property
+    def has_features(self) -> bool:
+        return self.load_features is not None
+
+    def features(self) -> np.ndarray:
+        if self._features is None:
+            if self.load_features is None:
+                raise GenbenchError(f"{self.label}: holds statistics only, no features")
+            self._features = self.load_features()
+        return self._features
+
+
+def _run_features(run: FeatureRun) -> Callable[[], np.ndarray]:
+    return lambda: np.concatenate(list(run.iter_features()))
+
+
+def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
+                 need_features: bool, desc: str, with_labels: bool = False,
+                 seed: int = 0) -> Side:
+    """Resolve ``spec`` and compute what the metrics need from it: statistics always,
+    features when ``need_features`` (and the input has any)."""
+    resolved = pipeline.resolve(spec, num_images, with_labels=with_labels, seed=seed)
+    notes = list(resolved.notes)
+    if resolved.kind == "statistics":
+        stats = resolved.statistics
+        pipeline.check_statistics(stats, notes)
+        return Side(resolved.label, resolved.kind, stats,
+                    SideSummary(resolved.label, stats.num_samples, True, kind="statistics",
+                                fid_statistics="stored"),
+                    stats.extractor, notes=notes)
+    if resolved.kind == "features":
+        features = resolved.features
+        moments = StreamingMoments(features.shape[1])
+        moments.update(features.astype(np.float64))
+        stats = moments.statistics(label=resolved.label)
+        return Side(resolved.label, resolved.kind, stats,
+                    SideSummary(resolved.label, len(features), kind="features"),
+                    None, load_features=lambda: features, notes=notes)
+    if resolved.kind == "adm-batch" and pipeline.is_inception:
+        stored = resolved.statistics
+        pipeline.check_statistics(stored, notes)
+        notes.append(f"{resolved.label}: ADM reference batch: FID from its stored mu/sigma, "
+                     "the feature metrics from its arr_0 images (as ADM's evaluator)")
+        summary = SideSummary(resolved.label, stored.num_samples, True, kind="adm-batch",
+                              fid_statistics="stored")
+        side = Side(resolved.label, resolved.kind, stored, summary, stored.extractor,
+                    notes=notes)
+        if need_features:
+            run = pipeline.extract(resolved, num_images, desc, keep_features=True)
+            _note_skipped(run, notes)
+            summary.num_images, summary.skipped = run.num_images, run.skipped
+            summary.extracted, summary.seconds = run.extracted, run.seconds
+            summary.from_statistics_file = False
+            side.load_features, side.labels = _run_features(run), run.labels
+            side.from_pipeline = True
+        return side
+    if resolved.kind == "adm-batch":
+        notes.append(f"{resolved.label}: ADM reference batch: its stored mu/sigma are "
+                     f"Inception statistics, so with extractor {pipeline.extractor_name!r} "
+                     "every metric uses features of its arr_0 images")
+    run = pipeline.extract(resolved, num_images, desc, keep_features=need_features)
+    _note_skipped(run, notes)
+    summary = SideSummary(run.source, run.num_images, False, run.skipped, run.extracted,
+                          run.seconds, kind=resolved.kind)
+    return Side(resolved.label, resolved.kind, run.statistics, summary,
+                run.statistics.extractor, load_features=_run_features(run),
+                labels=run.labels, from_pipeline=True, notes=notes)
+
+
+def _note_skipped(run: FeatureRun, notes: list[str]) -> None:
+    if run.skipped:
+        notes.append(f"{run.source}: skipped {len(run.skipped)} unreadable image(s), "
+                     f"first: {run.skipped[0]}")
+
+
+def check_comparable(a: Side, b: Side) -> None:
+    """Two sides compare only in the same feature space: same dimension and, where both
+    record it, the same network."""
+    if a.statistics.dim != b.statistics.dim:
+        raise GenbenchError(f"{a.label} has {a.statistics.dim}-d features but {b.label} "
+                            f"{b.statistics.dim}-d; they come from different networks")
+    if a.extractor_id and b.extractor_id and a.extractor_id != b.extractor_id:
+        raise GenbenchError(f"{a.label} was computed with extractor {a.extractor_id!r} but "
+                            f"{b.label} with {b.extractor_id!r}; recompute one of them")
+
+
+@dataclass
+class EvalResult:
+    """Every metric of one model against the reference, with what is needed to reproduce
+    it. ``artifacts`` (e.g. the PRD curve object, for plots) is not part of ``to_dict``."""
+
+    metrics: dict[str, dict]
+    seed: int
+    protocol: str
+    protocol_description: str
+    extractor: str | None
+    weights_sha256: str | None
+    inputs: dict[str, SideSummary]
+    metric_seconds: dict[str, float]
+    seconds: float
+    notes: list[str]
+    device: str
+    skipped_metrics: dict[str, str] = field(default_factory=dict)
+    per_class: dict[str, dict] | None = None
+    artifacts: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        record = {
+            "metrics": self.metrics, "seed": self.seed, "protocol": self.protocol,
+            "protocol_description": self.protocol_description, "extractor": self.extractor,
+            "weights_sha256": self.weights_sha256,
+            "inputs": {side: asdict(s) for side, s in self.inputs.items()},
+            "metric_seconds": self.metric_seconds, "seconds": self.seconds,
+            "notes": self.notes, "device": self.device, "genbench_version": __version__,
+        }
+        if self.skipped_metrics:
+            record["skipped_metrics"] = self.skipped_metrics
+        if self.per_class is not None:
+            record["per_class"] = self.per_class
+        return record
+
+
+class Evaluation:
+    """One reference and the metrics to run against it. The reference is resolved and its
+    statistics (and, when a metric needs them, features) computed once; ``score`` then takes
+    any input (images, features, statistics, a Generator drawn by seed) and returns an
+    ``EvalResult``."""
+
+    def __init__(self, reference: InputLike, *, metrics: str | list[str] | None = None,
+                 seed: int = 0, num_images: int | None = None, per_class: bool = False,
+                 config: ExtractionConfig | None = None) -> None:
+        from genbench.metrics.registry import METRICS, parse_metrics
+
+        self.names = parse_metrics(metrics)
+        self.explicit_metrics = metrics is not None and metrics != ""
+        self.need_features = any(METRICS[n].needs_features for n in self.names)
+        self.pipeline = Pipeline(config)
+        self.seed, self.num_images, self.per_class = seed, num_images, per_class
+        self.reference = prepare_side(self.pipeline, reference, num_images=num_images,
+                                      need_features=self.need_features, desc="reference",
+                                      seed=seed)
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.pipeline.protocol
+
+    def prepare(self, samples: InputLike, *, num_images: int | None = None,
+                desc: str = "samples") -> Side:
+        return prepare_side(self.pipeline, samples,
+                            num_images=num_images if num_images is not None
+                            else self.num_images,
+                            need_features=self.need_features, desc=desc, seed=self.seed)
+
+    def score(self, samples: InputLike, *, num_images: int | None = None,
+              desc: str = "samples") -> EvalResult:
+        """Every metric of ``samples`` against the reference, from one feature pass (a
+        Generator is asked for ``num_images`` images, image i from seed i)."""
+        start = time.perf_counter()
+        side = self.prepare(samples, num_images=num_images, desc=desc)
+        return self.score_side(side, start)
+
+    def score_side(self, side: Side, start: float | None = None) -> EvalResult:
+        from genbench.metrics.inception_score import NoClassifierError
+        from genbench.metrics.registry import METRICS, MetricInputs
+
+        start = time.perf_counter() if start is None else start
+        ref = self.reference
+        check_comparable(side, ref)
+        names, skipped = self._runnable(side)
+        inputs = MetricInputs(side.statistics, ref.statistics, side.features, ref.features,
+                              seed=self.seed,
+                              load_classifier=lambda: self.pipeline.extractor.classifier_weight
+                              if side.from_pipeline else None)
+        results, timings = {}, {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FewSamplesWarning)
+            for name in names:
+                t0 = time.perf_counter()
+                try:
+                    results[name] = METRICS[name].compute(inputs)
+                except NoClassifierError as exc:
+                    skipped[name] = str(exc)
+                    continue
+                timings[name] = time.perf_counter() - t0
+        notes = [*ref.notes, *side.notes, *(str(w.message) for w in caught)]
+        notes += [f"{name} skipped: {why}" for name, why in skipped.items()]
+        per_class = None
+        if self.per_class:
+            if side.labels is None or ref.labels is None:
+                notes.append("per-class results need labels on both inputs (ADM .npz arr_1, "
+                             "a data set, or arrays with labels); skipped")
+            else:
+                per_class = per_class_results(inputs.samples, side.labels, inputs.reference,
+                                              ref.labels, self.names, self.seed)
+        p = self.pipeline
+        weights = p.extractor.weights_sha256 if p.extractor_built else next(
+            (s.statistics.weights_sha256 for s in (side, ref) if s.statistics.weights_sha256),
+            None)
+        extractor = side.extractor_id or (f"features from {side.label}"
+                                          if side.kind == "features" else None)
+        return EvalResult(results, self.seed, p.protocol.name, p.protocol.description,
+                          extractor, weights, {"samples": side.summary,
+                                               "reference": ref.summary},
+                          timings, time.perf_counter() - start, notes, str(p.device),
+                          skipped, per_class, inputs.artifacts)
+
+    def _runnable(self, side: Side) -> tuple[list[str], dict[str, str]]:
+        """The requested metrics both sides can feed; those that need features an input
+        lacks are an error when asked for by name, skipped with a reason by default."""
+        from genbench.metrics.registry import METRICS
+
+        lacking = [s.label for s in (side, self.reference) if not s.has_features]
+        needing = [n for n in self.names if METRICS[n].needs_features]
+        if not lacking or not needing:
+            return list(self.names), {}
+        why = (f"{' and '.join(lacking)} hold(s) statistics only (mu/sigma), no features; "
+               "give images or features")
+        if self.explicit_metrics:
+            raise GenbenchError(f"metric(s) {', '.join(needing)} need features: {why}")
+        return [n for n in self.names if n not in needing], {n: why for n in needing}
+
+
+def per_class_results(samples: np.ndarray, labels_s: np.ndarray, reference: np.ndarray,
+                      labels_r: np.ndarray, metrics: list[str], seed: int) -> dict[str, dict]:
+    """Within each class present in the reference, every metric with a per-class rule (see
+    ``metrics.registry.PerClass``): those marked ``always`` (FID, precision/recall) and the
+    requested others (PRD), when both sides have enough images of the class. A class missing
+    from the samples is reported with 0 samples (and no values)."""
+    from genbench.metrics.registry import METRICS, MetricInputs
+
+    specs = [spec for spec in METRICS.values() if spec.per_class is not None
+             and (spec.per_class.always or spec.name in metrics)]
+    out: dict[str, dict] = {}
+    for cls in np.unique(labels_r):
+        s, r = samples[labels_s == cls].astype(np.float64), reference[labels_r == cls]
+        entry: dict = {"num_samples": len(s), "num_reference": len(r)}
+        inputs = MetricInputs(None, None, lambda s=s: s, lambda r=r: r, seed=seed)
+        for spec in specs:
+            if min(len(s), len(r)) > spec.per_class.min_size:
+                entry.update(spec.per_class.compute(inputs))
+        out[str(int(cls))] = entry
+    return out

@@ -1,0 +1,237 @@
+"""The one place that decides what an input is.
+
+Every command and API function hands what the user gave (a path, a data set name, an array, a
+generator, ...) to ``resolve_input``, which says what it is:
+
+=============  ==============================================================================
+kind           what it is, and what the metrics use
+=============  ==============================================================================
+statistics     an ``.npz`` with ``mu``/``sigma`` only (genbench, pytorch-fid, TTUR, NVlabs) or a
+               ``FeatureStatistics``: FID only
+adm-batch      an ``.npz`` with ``arr_0`` images *and* ``mu``/``sigma`` (ADM's reference
+               batches): FID from the stored statistics, the feature metrics from ``arr_0``,
+               as ADM's evaluator does (when the extractor is the Inception they were made
+               with; otherwise everything from ``arr_0``, said in a note)
+features       a 2-D float array (``.npy`` file or in memory), N × D features of any network
+images         a folder, ``.zip``, ``.npz`` (``arr_0``), ``.npy`` (N×H×W×C), an array or
+               tensor of images, a data set name, an ``ImageSource``
+generator      a ``Generator`` (drawn by seed: ``SeededSource``), a ``python:module:attr``
+               spec naming one, or a legacy callable ``batch_size -> images``
+=============  ==============================================================================
+
+New spellings (``ckpt:...`` for generator checkpoints) are one ``register_scheme`` call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.generators import Generator, SeededSource
+from genbench.registry import Registry
+from genbench.sources import (
+    DATASETS,
+    ArraySource,
+    GeneratorSource,
+    ImageFolderSource,
+    ImageSource,
+    NpySource,
+    NpzSource,
+    ZipSource,
+)
+from genbench.stats import FeatureStatistics, load_statistics
+
+InputLike = object  # anything resolve_input accepts (see the module docstring)
+
+KINDS = ("statistics", "adm-batch", "features", "images", "generator")
+
+
+@dataclass
+class ResolvedInput:
+    """What an input is. ``statistics``: stored statistics (statistics file, ADM batch);
+    ``features``: N × D user features; ``source``: images to extract (image source, generator,
+    an ADM batch's ``arr_0``)."""
+
+    kind: str
+    label: str
+    statistics: FeatureStatistics | None = None
+    features: np.ndarray | None = None
+    source: ImageSource | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_images(self) -> bool:
+        return self.source is not None
+
+
+@dataclass(frozen=True)
+class ResolveOptions:
+    """How to read an input: the first ``num_images`` (None: all), the generator batch size,
+    and whether a folder's first-level sub-folders are classes."""
+
+    num_images: int | None = None
+    batch_size: int = 64
+    with_labels: bool = False
+    seed: int = 0  # first seed of a generator run
+
+
+SchemeHandler = Callable[[str, ResolveOptions], "ResolvedInput"]
+SCHEMES: Registry[SchemeHandler] = Registry("input scheme")
+
+
+def register_scheme(name: str, handler: SchemeHandler) -> None:
+    """Inputs spelt ``name:rest`` are resolved by ``handler(rest, options)``."""
+    SCHEMES.register(name, handler)
+
+
+def check_num_images(num_images: int | None) -> None:
+    if num_images is not None and (isinstance(num_images, bool) or int(num_images) < 1):
+        raise GenbenchError(f"--num-images must be a positive number of images, got "
+                            f"{num_images}")
+
+
+def resolve_input(spec: InputLike, options: ResolveOptions | None = None) -> ResolvedInput:
+    """What ``spec`` is (see the module docstring); a one-line GenbenchError when it is none
+    of these."""
+    options = options or ResolveOptions()
+    check_num_images(options.num_images)
+    if isinstance(spec, ResolvedInput):
+        return spec
+    if isinstance(spec, FeatureStatistics):
+        return _statistics(spec, options)
+    if isinstance(spec, Generator):
+        return _generator(spec, options)
+    if isinstance(spec, ImageSource):
+        kind = "generator" if isinstance(spec, SeededSource | GeneratorSource) else "images"
+        return ResolvedInput(kind, spec.describe(), source=spec)
+    if isinstance(spec, np.ndarray | torch.Tensor):
+        if spec.ndim == 2:
+            return _features(spec.detach().cpu().numpy() if isinstance(spec, torch.Tensor)
+                             else spec, "features", options)
+        return ResolvedInput("images", "array", source=ArraySource(spec))
+    if callable(spec):
+        source = GeneratorSource(spec, options.num_images, batch_size=options.batch_size,
+                                 name=getattr(spec, "__name__", "generator"))
+        return ResolvedInput("generator", source.describe(), source=source)
+    if not isinstance(spec, str | os.PathLike):
+        raise GenbenchError(f"cannot use a {type(spec).__name__} as an input; give a path, a "
+                            "data set name, an array, an ImageSource or a Generator")
+    text = os.fspath(spec)
+    if text in DATASETS:
+        source = DATASETS[text]()
+        return ResolvedInput("images", source.describe(), source=source)
+    scheme, sep, rest = text.partition(":")
+    if sep and scheme in SCHEMES and not Path(text).exists():
+        return SCHEMES[scheme](rest, options)
+    return _path(Path(text), options)
+
+
+def _path(path: Path, options: ResolveOptions) -> ResolvedInput:
+    if path.is_dir():
+        return ResolvedInput("images", str(path),
+                             source=ImageFolderSource(path, with_labels=options.with_labels))
+    if not path.exists():
+        text = str(path)
+        hint = f"; built-in data sets: {', '.join(DATASETS)}" if ":" in text or \
+            not path.suffix else ""
+        raise GenbenchError(f"{text}: no such file or folder{hint}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz(path, options)
+    if suffix == ".npy":
+        return _npy(path, options)
+    if suffix == ".zip":
+        return ResolvedInput("images", str(path), source=ZipSource(path))
+    raise GenbenchError(f"{path}: cannot read images from a {suffix or 'extension-less'} file; "
+                        "give a folder, .zip, .npz (ADM batch or statistics), .npy or a data "
+                        "set name")
+
+
+def _npz(path: Path, options: ResolveOptions) -> ResolvedInput:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise GenbenchError(f"{path}: not a readable .npz file ({exc})") from None
+    has_stats = {"mu.npy", "sigma.npy"} <= names
+    if has_stats and "arr_0.npy" in names:
+        stats = load_statistics(path)
+        source = NpzSource(path)
+        return ResolvedInput("adm-batch", str(path), statistics=stats, source=source)
+    if has_stats:
+        return _statistics(load_statistics(path), options)
+    return ResolvedInput("images", str(path), source=NpzSource(path))
+
+
+def _npy(path: Path, options: ResolveOptions) -> ResolvedInput:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise GenbenchError(f"{path}: holds pickled objects ({exc}); genbench never "
+                            "unpickles data") from None
+    except OSError as exc:
+        raise GenbenchError(f"{path}: not a readable .npy file ({exc})") from None
+    if array.ndim == 2:
+        return _features(array, str(path), options)
+    return ResolvedInput("images", str(path), source=NpySource(path))
+
+
+def _features(array: np.ndarray, label: str, options: ResolveOptions) -> ResolvedInput:
+    if not np.issubdtype(array.dtype, np.floating):
+        raise GenbenchError(f"{label}: a 2-D feature array must be float, got {array.dtype}")
+    if options.num_images is not None:
+        if options.num_images > len(array):
+            raise GenbenchError(f"{label}: --num-images {options.num_images} but the array "
+                                f"has only {len(array)} rows")
+        array = array[:options.num_images]
+    features = np.asarray(array, dtype=np.float32)
+    if features.shape[0] < 2 or features.shape[1] < 1:
+        raise GenbenchError(f"{label}: need at least 2 feature rows, got shape "
+                            f"{features.shape}")
+    if not np.isfinite(features).all():
+        raise GenbenchError(f"{label}: features contain NaN or infinite values")
+    return ResolvedInput("features", label, features=features)
+
+
+def _statistics(stats: FeatureStatistics, options: ResolveOptions) -> ResolvedInput:
+    notes = []
+    if options.num_images is not None:
+        notes.append(f"{stats.label}: --num-images does not apply to a statistics file "
+                     f"(its {stats.num_samples or 'unrecorded number of'} samples are used)")
+    return ResolvedInput("statistics", str(stats.label), statistics=stats, notes=notes)
+
+
+def _generator(generator: Generator, options: ResolveOptions) -> ResolvedInput:
+    source = SeededSource(generator, options.num_images, seed=options.seed,
+                          batch_size=options.batch_size)
+    return ResolvedInput("generator", source.describe(), source=source)
+
+
+def _python_object(rest: str, options: ResolveOptions) -> ResolvedInput:
+    """``python:package.module:name``: a Generator (or a function returning one) in an
+    importable module."""
+    module_name, sep, attr = rest.partition(":")
+    if not sep or not module_name or not attr:
+        raise GenbenchError(f"python:{rest}: spell a Python generator as "
+                            "python:package.module:name")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise GenbenchError(f"python:{rest}: cannot import it ({exc})") from None
+    if not isinstance(obj, Generator) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Generator):
+        raise GenbenchError(f"python:{rest}: is a {type(obj).__name__}, not a genbench "
+                            "Generator (or a function returning one)")
+    return _generator(obj, options)
+
+
+register_scheme("python", _python_object)

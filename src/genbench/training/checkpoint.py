@@ -1,0 +1,85 @@
+"""Atomic training checkpoints.
+
+A checkpoint is one ``torch.save`` file of plain named state (loaded back with
+``torch.load(..., weights_only=True)``, so it holds tensors, numbers, strings, lists and
+dicts only)::
+
+    format      FORMAT, the layout version
+    step        optimizer steps done
+    world_size  processes that wrote it
+    model       the network's state_dict (unwrapped from DistributedDataParallel)
+    optimizer   the optimizer's state_dict
+    ema         the EMA network's state_dict, or None without EMA
+    sampler     one EpochSampler state per process (epoch, generator state, next step)
+    rng         one torch RNG state per process ({"cpu": ..., "cuda": ... or None})
+    task        the task's own state (TrainTask.state_dict), {} by default
+    meta        what the run must match to resume from it (seed, batch size, ...)
+
+Every process gathers its sampler and RNG state to process 0, which alone writes (to a
+temporary file renamed into place, so a crash never leaves half a checkpoint); all processes
+then wait at a barrier. Resuming from it reproduces the uninterrupted run bit for bit (under
+the same world size and deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench import distributed
+from genbench.errors import GenbenchError
+from genbench.fileio import atomic_path
+
+FORMAT = "genbench.training/1"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    world_size: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    ema: dict[str, Any] | None
+    sampler: list[dict[str, Any]]
+    rng: list[dict[str, Any]]
+    task: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """torch's global RNG state (CPU, and ``device``'s when it is a CUDA device)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` atomically from process 0; every process waits until it is
+    written. (Gather per-process state into ``checkpoint.sampler``/``rng`` before.)"""
+    if distributed.current().is_main:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **asdict(checkpoint)}, tmp)
+    distributed.barrier()
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
+    """The checkpoint at ``path`` (tensors on the CPU), or None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != FORMAT:
+        raise GenbenchError(f"{path}: not a {FORMAT} checkpoint (format {found!r}; written by "
+                            "another genbench version?); delete it to train from the start")
+    del state["format"]
+    return Checkpoint(**state)
