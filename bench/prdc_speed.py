@@ -54,7 +54,7 @@ def run_one(method: str, n: int, dim: int, k: int, block_size: int) -> dict:
         from genbench.metrics.manifold import prdc
 
         def compute(real, fake):
-            return prdc(real, fake, nearest_k=k, block_size=block_size).as_dict()
+            return prdc(real, fake, nearest_k=k, block_size=block_size).to_dict()
     real, fake = make_features(n, dim)
     baseline = _max_rss_mb()
     start = time.perf_counter()

@@ -99,26 +99,43 @@ def test_cas_with_dropped_classes(digits, fresh_cache, tmp_path):
 
 
 def test_conditional_generator_draws_matched_counts(digits, fresh_cache):
+    """A class-conditional Generator (the one generator contract): image i comes from seed i
+    and label i, so the draw is reproducible and, with an identity, cached."""
+    from genbench.generators import FunctionGenerator
+
     train, test = digits
     pools = {c: train.images[train.labels == c] for c in range(10)}
     calls = []
 
-    def generate(labels):
-        calls.append(len(labels))
-        rng = np.random.default_rng(len(calls))
-        return torch.stack([pools[int(c)][rng.integers(len(pools[int(c)]))] for c in labels])
+    def sample(seeds, labels):
+        calls.append(len(seeds))
+        return torch.stack([pools[int(c)][np.random.default_rng(int(s)).integers(
+            len(pools[int(c)]))] for s, c in zip(seeds, labels, strict=True)])
 
+    gen = FunctionGenerator(sample, num_classes=10, identity="pool-picker-v1")
     record = classification_accuracy_score(
-        generate, real_train=train, real_test=test, recipe="small-resnet",
+        gen, real_train=train, real_test=test, recipe="small-resnet",
         recipe_options=TINY, progress=False)
     assert record["num_samples"] == len(train)
     for row in record["per_class"]:
         assert row["train_samples"] == row["real_train"]
     assert record["cas"]["top1"] > 0.6
+    assert any("image i from seed i" in n for n in record["notes"])
+    drawn = sum(calls)
+    again = classification_accuracy_score(
+        gen, real_train=train, real_test=test, recipe="small-resnet",
+        recipe_options=TINY, progress=False)
+    assert again["cas"] == record["cas"]  # same seeds, same images: the cached run
+    assert again["samples_train_seconds"] == record["samples_train_seconds"]
+    assert sum(calls) == 2 * drawn
     per = classification_accuracy_score(
-        generate, real_train=train, real_test=test, recipe="small-resnet",
+        gen, real_train=train, real_test=test, recipe="small-resnet",
         recipe_options={**TINY, "epochs": 1}, per_class=7, progress=False)
     assert per["num_samples"] == 70
+    with pytest.raises(GenbenchError, match=r"CAS samples: expected a genbench Generator.*"
+                                            "FunctionGenerator"):
+        classification_accuracy_score(sample, real_train=train, real_test=test,
+                                      recipe="small-resnet", progress=False)
 
 
 def test_bad_inputs(digits, fresh_cache, tmp_path):

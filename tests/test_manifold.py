@@ -40,7 +40,7 @@ def features():
 @pytest.mark.parametrize("case", CASES)
 def test_equals_prdc(features, case, k):
     real, fake = features[case]
-    ours = prdc(real, fake, nearest_k=k).as_dict()
+    ours = prdc(real, fake, nearest_k=k).to_dict()
     theirs = REFERENCE["cases"][case]["prdc"][str(k)]
     for name in METRICS:
         assert abs(ours[name] - theirs[name]) <= 1e-6, f"{case} k={k} {name}"
@@ -200,7 +200,7 @@ def test_identical_sets_with_duplicates_prdc_issue_7():
     fake = real[::-1].copy()
     strict = prdc(real, fake, 3, comparison="<")
     loose = prdc(real, fake, 3, comparison="<=")
-    assert strict.as_dict() == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    assert strict.to_dict() == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
     assert (loose.precision, loose.recall, loose.coverage) == (1.0, 1.0, 1.0)
     assert loose.density == pytest.approx(4 / 3, abs=1e-12)
     # with k = 5 the radius reaches past the copies and both conventions see the sets as equal
@@ -237,7 +237,7 @@ def test_definitions_against_brute_force():
         "density": (d < r_real[:, None]).sum(axis=0).mean() / k,
         "coverage": (d.min(axis=1) < r_real).mean(),
     }
-    ours = prdc(real, fake, k, block_size=8).as_dict()
+    ours = prdc(real, fake, k, block_size=8).to_dict()
     for name in METRICS:
         assert ours[name] == pytest.approx(expected[name], abs=1e-12), name
 
@@ -246,7 +246,7 @@ def test_float32_distances_match_on_reference_cases(features):
     for case in ("gaussian", "quantized_duplicates"):
         real, fake = features[case]
         for k in (3, 5):
-            ours = prdc(real, fake, k, dtype="float32").as_dict()
+            ours = prdc(real, fake, k, dtype="float32").to_dict()
             theirs = REFERENCE["cases"][case]["prdc"][str(k)]
             for name in METRICS:
                 assert abs(ours[name] - theirs[name]) <= 1e-6, f"{case} k={k} {name}"

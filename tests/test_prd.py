@@ -234,7 +234,7 @@ def test_result_fields_and_float32_torch_input(mixture):
     np.testing.assert_allclose(r.eval_histograms.sum(1), 1.0)
     assert (r.kmeans, r.num_runs, r.num_clusters, r.beta) == ("fast", 2, 12, 8.0)
     assert (r.f8, r.f1_8) == (r.f_beta, r.f_beta_inv)
-    assert r.summary()["num_eval"] == 400 and not r.subsampled
+    assert r.to_dict()["num_eval"] == 400 and not r.subsampled
 
 
 # --- balance ------------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_unequal_sizes_subsample_and_off(mixture):
     r = prd_from_features(ev, ref, balance="subsample", **kw)
     assert r.subsampled and r.num_eval == r.num_ref == 400
     assert (r.num_eval_given, r.num_ref_given) == (700, 400)
-    assert r.summary()["balance"] == "subsample"
+    assert r.to_dict()["balance"] == "subsample"
     r2 = prd_from_features(ev, ref, balance="subsample", **kw)
     np.testing.assert_array_equal(r.precision, r2.precision)
     r3 = prd_from_features(ref, ev, balance="subsample", **kw)  # the larger side is ref now

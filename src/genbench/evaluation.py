@@ -98,6 +98,9 @@ class Pipeline:
     def extract(self, resolved: ResolvedInput, num_images: int | None = None,
                 desc: str | None = None, keep_features: bool = False) -> FeatureRun:
         """Features of the input's images (resumed from and filling the cache)."""
+        if resolved.source is None and resolved.kind == "generator":
+            raise GenbenchError(f"{resolved.label}: a generator needs the number of images to "
+                                "draw (--num-images N, num_images=N)")
         if resolved.source is None:
             raise GenbenchError(f"{resolved.label}: holds {resolved.kind}, not images")
         c = self.config

@@ -66,6 +66,7 @@ class ResolvedInput:
     features: np.ndarray | None = None
     source: ImageSource | None = None
     notes: list[str] = field(default_factory=list)
+    generator: Generator | None = None  # the model behind a seeded generator input
 
     @property
     def has_images(self) -> bool:
@@ -210,9 +211,11 @@ def _statistics(stats: FeatureStatistics, options: ResolveOptions) -> ResolvedIn
 
 
 def _generator(generator: Generator, options: ResolveOptions) -> ResolvedInput:
-    source = SeededSource(generator, options.num_images, seed=options.seed,
-                          batch_size=options.batch_size)
-    return ResolvedInput("generator", source.describe(), source=source)
+    """A generator input; its images (seeds ``seed .. seed + num_images - 1``) exist once the
+    number of images is known."""
+    source = None if options.num_images is None else SeededSource(
+        generator, options.num_images, seed=options.seed, batch_size=options.batch_size)
+    return ResolvedInput("generator", generator.describe(), source=source, generator=generator)
 
 
 def _python_object(rest: str, options: ResolveOptions) -> ResolvedInput:

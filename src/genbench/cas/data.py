@@ -5,7 +5,6 @@ is 141 MB)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +14,6 @@ from tqdm import tqdm
 
 from genbench.errors import GenbenchError
 from genbench.sources import ImageSource, open_source
-
-#: A class-conditional generator: int64 labels (n,) -> n images (any layout/range the array
-#: sources accept: uint8 or float, NHWC or NCHW).
-ConditionalGenerator = Callable[[np.ndarray], np.ndarray | torch.Tensor]
 
 
 @dataclass
@@ -116,29 +111,6 @@ def load_labelled(spec: str | os.PathLike | ImageSource, role: str, progress: bo
     return LabelledImages(_stack(images, source.describe()), torch.as_tensor(raw),
                           source.describe(), source.fingerprint(),
                           class_names=tuple(own_names) if own_names else None)
-
-
-def sample_conditional(generate: ConditionalGenerator, labels: np.ndarray,
-                       batch_size: int = 500, name: str = "generator",
-                       progress: bool = True) -> LabelledImages:
-    """Draw one image per label from ``generate(labels) -> images`` in batches (the images of
-    a batch must be the batch's labels, in order)."""
-    from genbench.sources import ArraySource
-
-    labels = np.asarray(labels, dtype=np.int64)
-    parts = []
-    with tqdm(total=len(labels), desc=f"sampling {name}", unit="img", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for start in range(0, len(labels), batch_size):
-            want = labels[start:start + batch_size]
-            out = generate(want)
-            if len(out) != len(want):
-                raise GenbenchError(f"{name}: asked for {len(want)} images, got {len(out)}; "
-                                    "the generator must return one image per label")
-            batch = ArraySource(out, name=name)
-            parts.append(_stack(batch.load_many(list(range(len(batch)))), name))
-            bar.update(len(want))
-    return LabelledImages(torch.cat(parts), torch.from_numpy(labels), name)
 
 
 def matched_labels(real_train: LabelledImages, per_class: int | None, num_classes: int,

@@ -36,11 +36,11 @@ class Recipe:
     crop_padding: int         # random crop after zero padding by this many pixels (0: none)
     flip: bool                # random horizontal flips
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
     def with_options(self, **options) -> Recipe:
-        unknown = set(options) - set(self.as_dict())
+        unknown = set(options) - set(self.to_dict())
         if unknown:
             raise GenbenchError(f"unknown recipe option(s) {', '.join(sorted(unknown))}")
         return replace(self, **{k: v for k, v in options.items() if v is not None})

@@ -15,17 +15,15 @@ import numpy as np
 import torch
 
 from genbench import __version__, distributed
-from genbench.cas.data import (
-    ConditionalGenerator,
-    LabelledImages,
-    load_labelled,
-    matched_labels,
-    sample_conditional,
-)
+from genbench.cas.data import LabelledImages, load_labelled, matched_labels
 from genbench.cas.recipes import Recipe, recipe_for
 from genbench.cas.train import Accuracy, evaluate_classifier, train_classifier
+from genbench.devices import resolve_device
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_path, cache_dir
+from genbench.fileio import cache_dir
+from genbench.generators import Generator, SeededSource, as_generator
+from genbench.report.outputs import try_plot, write_json
+from genbench.resolve import resolve_input
 
 CAS_CACHE_VERSION = 2
 WORST_CLASSES = 5
@@ -50,9 +48,7 @@ def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
     seconds = time.perf_counter() - start
     accuracy = evaluate_classifier(net, test, recipe, num_classes, device)
     if result is not None and distributed.current().is_main:
-        with atomic_path(result) as tmp:
-            tmp.write_text(json.dumps({"accuracy": accuracy.as_dict(),
-                                       "train_seconds": seconds}))
+        write_json(result, {"accuracy": accuracy.to_dict(), "train_seconds": seconds})
     return accuracy, seconds
 
 
@@ -75,22 +71,25 @@ def _relative(value: float, baseline: float) -> float | None:
 
 
 def classification_accuracy_score(
-        samples: str | os.PathLike | LabelledImages | ConditionalGenerator, *,
+        samples: str | os.PathLike | LabelledImages | Generator, *,
         real_train: str | os.PathLike | LabelledImages,
         real_test: str | os.PathLike | LabelledImages,
         recipe: str = "auto", recipe_options: dict | None = None, seed: int = 0,
-        per_class: int | None = None, nas: tuple[int, ...] = (), device: str = "cpu",
+        per_class: int | None = None, nas: tuple[int, ...] = (), device: str = "auto",
         out_dir: str | os.PathLike | None = None, use_cache: bool = True,
         progress: bool = True, on_epoch_end=None) -> dict:
-    """CAS of ``samples`` (labelled images: a class-folder tree, an ADM .npz with labels, a
-    LabelledImages, or a callable ``labels -> images`` drawn with the real training set's
-    per-class counts, or ``per_class`` of each class). Returns the JSON record: top-1/top-5
-    on ``real_test`` of the recipe trained on the samples and on ``real_train`` (baseline),
-    the gap, per-class accuracies, the classes that fail worst, and with ``nas`` the Naive
-    Augmentation Score (real + p % synthetic per class). With ``out_dir``: ``cas.json`` and
-    ``cas_per_class.png``."""
+    """CAS of ``samples``: labelled images (a class-folder tree, an ADM .npz with labels, a
+    LabelledImages) or a class-conditional ``Generator`` (or a ``python:module:name`` spec
+    of one), asked for image i with seed i and label i of the real training set's labels
+    (per-class counts matched, shuffled with ``seed``), or of ``per_class`` per class.
+    Returns the JSON record: top-1/top-5 on ``real_test`` of the recipe trained on the
+    samples and on ``real_train`` (baseline), the gap, per-class accuracies, the classes that
+    fail worst, and with ``nas`` the Naive Augmentation Score (real + p % synthetic per
+    class). With ``out_dir``: ``cas.json`` first, then ``cas_per_class.png`` when matplotlib
+    is installed."""
     start = time.perf_counter()
     notes: list[str] = []
+    device = resolve_device(device)
     train = real_train if isinstance(real_train, LabelledImages) else \
         load_labelled(real_train, "real train", progress)
     test = real_test if isinstance(real_test, LabelledImages) else \
@@ -100,12 +99,16 @@ def classification_accuracy_score(
     if test.size != train.size:
         test = test.resized(train.size)
     recipe_obj = recipe_for(recipe, min(train.size)).with_options(**(recipe_options or {}))
-    if callable(samples) and not isinstance(samples, str | os.PathLike | LabelledImages):
+    if callable(samples) and not isinstance(samples, Generator):
+        as_generator(samples, "CAS samples")  # a plain function: say how to wrap it
+    generator = None if isinstance(samples, LabelledImages) else \
+        resolve_input(samples).generator
+    if generator is not None:
         labels = matched_labels(train, per_class, num_classes, seed)
-        synth = sample_conditional(samples, labels, name=getattr(samples, "__name__",
-                                                                  "generator"),
-                                   progress=progress)
-        notes.append(f"drew {len(labels)} samples: " + (
+        synth = load_labelled(SeededSource(generator, len(labels), labels=labels,
+                                                  batch_size=256), "samples",
+                              progress)
+        notes.append(f"drew {len(labels)} samples (image i from seed i): " + (
             f"{per_class} per class" if per_class else
             "the real training set's per-class counts"))
     elif isinstance(samples, LabelledImages):
@@ -119,7 +122,7 @@ def classification_accuracy_score(
     notes += _check_labels(synth, num_classes, class_names)
 
     base = cache_dir() / "cas" if use_cache else None
-    common = (CAS_CACHE_VERSION, recipe_obj.as_dict(), seed, num_classes, train.size,
+    common = (CAS_CACHE_VERSION, recipe_obj.to_dict(), seed, num_classes, train.size,
               test.fingerprint)
 
     def run_dir(kind: str, fingerprint: str | None) -> Path | None:
@@ -171,7 +174,7 @@ def classification_accuracy_score(
                 "top5_relative": _relative(cas_acc.top5, real_acc.top5)},
         "per_class": per_class_rows,
         "worst_classes": [r["name"] for r in ranked[:WORST_CLASSES]],
-        "recipe": recipe_obj.as_dict(), "seed": seed, "device": str(device),
+        "recipe": recipe_obj.to_dict(), "seed": seed, "device": str(device),
         "samples_train_seconds": cas_seconds, "seconds": time.perf_counter() - start,
         "notes": notes, "genbench_version": __version__,
     }
@@ -179,13 +182,12 @@ def classification_accuracy_score(
         record["nas"] = nas_results
     if out_dir is not None and distributed.current().is_main:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "cas.json", record)  # the result first; the plot is an extra
         from genbench.report.cas_plot import plot_cas_per_class
 
-        plot_cas_per_class(record, out / "cas_per_class.png")
-        record["plots"] = [str(out / "cas_per_class.png")]
-        with atomic_path(out / "cas.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=1))
+        try_plot(lambda path: plot_cas_per_class(record, path), out / "cas_per_class.png",
+                 record)
+        write_json(out / "cas.json", record)  # now with the plot or the note of its absence
     return record
 
 

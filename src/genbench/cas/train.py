@@ -50,8 +50,6 @@ class Accuracy:
         return {"top1": self.top1, "top5": self.top5, "top5_k": self.top5_k,
                 "per_class": self.per_class, "counts": self.counts}
 
-    as_dict = to_dict  # still used by cas/score.py
-
 
 def build_network(recipe: Recipe, num_classes: int) -> nn.Module:
     return NETWORKS[recipe.network](recipe, num_classes, 3)

@@ -16,7 +16,7 @@ cannot be computed, and ``genbench eval`` says so and skips it instead of invent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ class InceptionScore:
     splits: int
     seed: int
     num_samples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def logits_from_features(features, classifier_weight) -> torch.Tensor:

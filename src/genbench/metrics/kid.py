@@ -48,6 +48,12 @@ class KIDResult:
     estimator: str = "unbiased"
     values: np.ndarray = field(default=None, repr=False, compare=False)
 
+    def to_dict(self) -> dict:
+        """The scalars and settings, JSON-ready (not the per-subset values)."""
+        return {"mean": self.mean, "std": self.std, "num_subsets": self.num_subsets,
+                "subset_size": self.subset_size, "seed": self.seed,
+                "sampling": self.sampling, "estimator": self.estimator}
+
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:

@@ -53,7 +53,7 @@ Conventions, all as ``prdc.compute_prdc`` and torch-fidelity:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -86,6 +86,9 @@ class PrecisionRecall:
     nearest_k: int
     comparison: str
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class DensityCoverage:
@@ -95,6 +98,9 @@ class DensityCoverage:
     coverage: float
     nearest_k: int
     comparison: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class PRDC:
     nearest_k: int
     comparison: str
 
-    def as_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float]:
         return {"precision": self.precision, "recall": self.recall,
                 "density": self.density, "coverage": self.coverage}
 

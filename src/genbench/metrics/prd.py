@@ -496,7 +496,7 @@ class PRDResult:
         """max F_1/8 (precision-like)."""
         return self.f_beta_inv
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The scalars and parameters, JSON-ready (no arrays)."""
         return {
             "f_beta": self.f_beta, "f_beta_inv": self.f_beta_inv, "beta": self.beta,

@@ -58,9 +58,8 @@ def _fid(inputs: MetricInputs) -> dict:
 def _kid(inputs: MetricInputs) -> dict:
     from genbench.metrics.kid import kernel_inception_distance
 
-    r = kernel_inception_distance(inputs.samples, inputs.reference, seed=inputs.seed)
-    return {"mean": r.mean, "std": r.std, "num_subsets": r.num_subsets,
-            "subset_size": r.subset_size, "seed": r.seed, "estimator": r.estimator}
+    return kernel_inception_distance(inputs.samples, inputs.reference,
+                                     seed=inputs.seed).to_dict()
 
 
 def _is(inputs: MetricInputs) -> dict:
@@ -77,8 +76,7 @@ def _is(inputs: MetricInputs) -> dict:
             "or NVlabs Inception file (genbench weights --download) for IS")
     r = inception_score(logits_from_features(inputs.samples, inputs.classifier),
                         seed=inputs.seed)
-    return {"mean": r.mean, "std": r.std, "splits": r.splits, "seed": r.seed,
-            "logits": "1008-way, no bias (torch-fidelity logits_unbiased)"}
+    return {**r.to_dict(), "logits": "1008-way, no bias (torch-fidelity logits_unbiased)"}
 
 
 def _prd(inputs: MetricInputs) -> dict:
@@ -87,23 +85,19 @@ def _prd(inputs: MetricInputs) -> dict:
     r = prd_from_features(inputs.samples, inputs.reference, seed=inputs.seed,
                           balance="subsample")
     inputs.artifacts["prd"] = r
-    return {"f_8": r.f_beta, "f_1/8": r.f_beta_inv, **r.summary()}
+    return {"f_8": r.f_beta, "f_1/8": r.f_beta_inv, **r.to_dict()}
 
 
 def _pr(inputs: MetricInputs) -> dict:
     from genbench.metrics.manifold import precision_recall
 
-    r = precision_recall(inputs.reference, inputs.samples, nearest_k=3)
-    return {"precision": r.precision, "recall": r.recall, "nearest_k": r.nearest_k,
-            "comparison": r.comparison}
+    return precision_recall(inputs.reference, inputs.samples, nearest_k=3).to_dict()
 
 
 def _dc(inputs: MetricInputs) -> dict:
     from genbench.metrics.manifold import density_coverage
 
-    r = density_coverage(inputs.reference, inputs.samples, nearest_k=5)
-    return {"density": r.density, "coverage": r.coverage, "nearest_k": r.nearest_k,
-            "comparison": r.comparison}
+    return density_coverage(inputs.reference, inputs.samples, nearest_k=5).to_dict()
 
 
 def _fid_per_class(inputs: MetricInputs) -> dict:

@@ -33,6 +33,8 @@ def open_source(spec: SourceLike, *, num_images: int | None = None,
 
     resolved = resolve_input(spec, ResolveOptions(num_images=num_images, batch_size=batch_size,
                                                   with_labels=with_labels))
+    if resolved.source is None and resolved.kind == "generator":
+        raise GenbenchError(f"{resolved.label}: a generator needs num_images")
     if resolved.source is None:
         raise GenbenchError(f"{resolved.label}: holds {resolved.kind}, not images")
     return resolved.source
