@@ -70,12 +70,13 @@ def run_pytorch_fid(files: list[str], batch_size: int, workers: int) -> tuple[np
 
 def run_genbench(folder: Path, batch_size: int, compile_flag: bool, cache: Path) -> tuple[
         np.ndarray, float]:
-    from genbench.api import Evaluator
+    from genbench.config import ExtractionConfig
+    from genbench.evaluation import Pipeline
 
     os.environ["GENBENCH_CACHE"] = str(cache)
     start = time.perf_counter()
-    evaluator = Evaluator(protocol="pytorch-fid", batch_size=batch_size, compile=compile_flag,
-                          progress=False)
+    evaluator = Pipeline(ExtractionConfig(protocol="pytorch-fid", batch_size=batch_size,
+                                          compile=compile_flag, progress=False))
     run = evaluator.statistics(str(folder))
     seconds = time.perf_counter() - start
     return np.concatenate(list(run.iter_features())), seconds

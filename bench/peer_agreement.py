@@ -21,14 +21,16 @@ PEERS = {"tf": ["torch_fidelity_float32", "clean_fid_legacy_tensorflow"],
 
 def main() -> None:
     os.environ.setdefault("GENBENCH_CACHE", tempfile.mkdtemp(prefix="genbench-agreement-"))
-    from genbench.api import Evaluator
+    from genbench.config import ExtractionConfig
+    from genbench.evaluation import Pipeline
     from genbench.metrics.fid import frechet_distance
 
     reference = json.loads((DATA / "peer_fid_reference.json").read_text())
     print(f"{'protocol':12s} {'peer run':30s} {'pair':20s} {'genbench':>12s} {'peer':>12s} "
           f"{'|dFID|':>9s} {'feat rel':>9s}")
     for protocol, runs in PEERS.items():
-        evaluator = Evaluator(protocol=protocol, compile=False, progress=False)
+        evaluator = Pipeline(ExtractionConfig(protocol=protocol, compile=False,
+                                              progress=False))
         stats = {name: evaluator.statistics(str(DATA / "agreement" / name))
                  for name in reference["image_sets"]}
         for run in runs:

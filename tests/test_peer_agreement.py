@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import requires_weights
-from genbench.api import Evaluator
+from genbench.config import ExtractionConfig
+from genbench.evaluation import Pipeline
 from genbench.metrics.fid import fid_from_statistics
 
 DATA = Path(__file__).parent / "data"
@@ -33,7 +34,8 @@ def runs():
     """Statistics (and cached features) for every image set under every protocol."""
     out = {}
     for protocol in PEERS:
-        evaluator = Evaluator(protocol=protocol, compile=False, progress=False)
+        evaluator = Pipeline(ExtractionConfig(protocol=protocol, compile=False,
+                                              progress=False))
         for name in REFERENCE["image_sets"]:
             out[protocol, name] = evaluator.statistics(str(DATA / "agreement" / name))
     return out
