@@ -73,3 +73,12 @@ requires_weights = pytest.mark.skipif(
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def image_sets():
+    """Two sets of 40 random 12×12 RGB images, the second a noisy copy of the first."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    return a, b

@@ -19,14 +19,6 @@ from genbench.sources import GeneratorSource
 OPTS = {"extractor": "tiny-test", "batch_size": 10, "progress": False}
 
 
-@pytest.fixture
-def image_sets():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
-    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
-    return a, b
-
-
 def _features(images):
     ext = EXTRACTORS["tiny-test"]()
     return ext(get_protocol("tf")(torch.from_numpy(images).permute(0, 3, 1, 2))).double().numpy()

@@ -161,14 +161,6 @@ def test_statistics_reference_runs_what_it_can(fresh_cache, tmp_path, image_sets
         evaluate(a, str(tmp_path / "other.npz"), metrics="fid", **OPTS)
 
 
-@pytest.fixture
-def image_sets():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
-    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
-    return a, b
-
-
 # --- generators by seed -----------------------------------------------------------------
 
 def test_seeded_source_is_independent_of_batching_and_order():

@@ -127,9 +127,9 @@ def test_total_images_converts_to_steps():
     assert TrainConfig(total_images=50, batch_size=8).steps == 7
     assert TrainConfig(total_images=48, batch_size=8).steps == 6
     assert TrainConfig(total_steps=5, batch_size=8).steps == 5
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(GenbenchError, match="exactly one"):
         TrainConfig(total_steps=5, total_images=40)
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(GenbenchError, match="exactly one"):
         TrainConfig()
     seen: list[int] = []
     result = train(Regression(), TrainConfig(total_images=50, batch_size=8),

@@ -90,17 +90,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if (self.total_steps is None) == (self.total_images is None):
-            raise ValueError("give exactly one of total_steps and total_images")
+            raise GenbenchError("give exactly one of total_steps and total_images")
         if (self.total_steps or 0) < 0 or (self.total_images or 0) < 0:
-            raise ValueError("the training length cannot be negative")
+            raise GenbenchError("the training length cannot be negative")
         if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be at least 1")
+            raise GenbenchError("batch_size and grad_accum must be at least 1")
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema decay must be in [0, 1), got {self.ema}")
+            raise GenbenchError(f"ema decay must be in [0, 1), got {self.ema}")
         if self.amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+            raise GenbenchError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be at least 1 (or None)")
+            raise GenbenchError("checkpoint_every must be at least 1 (or None)")
 
     @property
     def steps(self) -> int:

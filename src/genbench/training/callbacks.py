@@ -1,0 +1,103 @@
+"""Callbacks a generator's training loop wants: score the model with genbench every N steps,
+and save a grid of samples every N steps.
+
+Both see the EMA network when there is one, switch it to eval mode for the duration, and run
+inside ``torch.random.fork_rng``, so a run that evaluates is bit-identical to one that does
+not (a generator that draws from the global RNG cannot shift the training stream). They run
+on every process (the evaluation extracts its share of the images under torchrun); only
+process 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genbench import distributed
+from genbench.evaluation import Evaluation
+from genbench.generators import Generator
+from genbench.report.grid import save_grid
+from genbench.training.engine import Callback, StepContext
+
+MakeGenerator = Callable[[nn.Module], Generator]
+
+
+@contextlib.contextmanager
+def isolated(network: nn.Module) -> Iterator[nn.Module]:
+    """``network`` in eval mode, with the global RNG states (torch, CUDA, numpy) restored
+    afterwards; the previous mode is restored too."""
+    was_training = network.training
+    numpy_state = np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        network.eval()
+        try:
+            with torch.no_grad():
+                yield network
+        finally:
+            network.train(was_training)
+            np.random.set_state(numpy_state)
+
+
+def _model(context: StepContext, use_ema: bool) -> nn.Module:
+    return context.ema_network if use_ema and context.ema_network is not None \
+        else context.network
+
+
+class ScoreEvery(Callback):
+    """Every ``every`` steps: ``evaluation.score(make_generator(network), num_images=n)``
+    (image i from seed i, the same seeds each time). Results are kept in ``history`` and,
+    with ``log``, appended to a JSON-lines file (one object per evaluation: step, metrics,
+    seconds)."""
+
+    def __init__(self, every: int, evaluation: Evaluation, make_generator: MakeGenerator,
+                 num_images: int, *, log: str | Path | None = None,
+                 use_ema: bool = True) -> None:
+        super().__init__(every)
+        self.evaluation, self.make_generator = evaluation, make_generator
+        self.num_images, self.use_ema = num_images, use_ema
+        self.log = Path(log) if log is not None else None
+        self.history: list[dict] = []
+
+    def __call__(self, context: StepContext) -> None:
+        with isolated(_model(context, self.use_ema)) as network:
+            result = self.evaluation.score(self.make_generator(network),
+                                           num_images=self.num_images,
+                                           desc=f"step {context.step}")
+        entry = {"step": context.step, "metrics": result.metrics, "seconds": result.seconds,
+                 "ema": self.use_ema and context.ema_network is not None}
+        self.history.append(entry)
+        if self.log is not None and distributed.current().is_main:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+
+class SampleGridEvery(Callback):
+    """Every ``every`` steps: a PNG grid of the images of seeds 0..count-1 (and ``labels``
+    for a class-conditional generator), written to ``folder/step-NNNNNNN.png``."""
+
+    def __init__(self, every: int, make_generator: MakeGenerator, folder: str | Path, *,
+                 count: int = 64, labels: np.ndarray | None = None,
+                 use_ema: bool = True) -> None:
+        super().__init__(every)
+        self.make_generator, self.folder = make_generator, Path(folder)
+        self.count, self.labels, self.use_ema = count, labels, use_ema
+        self.written: list[Path] = []
+
+    def __call__(self, context: StepContext) -> None:
+        if not distributed.current().is_main:
+            return
+        with isolated(_model(context, self.use_ema)) as network:
+            generator = self.make_generator(network)
+            labels = self.labels
+            if labels is None and generator.num_classes:
+                labels = np.arange(self.count) % generator.num_classes
+            images = generator.sample(np.arange(self.count), labels)
+        self.written.append(save_grid(images, self.folder / f"step-{context.step:07d}.png"))
