@@ -188,7 +188,6 @@ def test_evaluation_scores_a_generator_every_n_steps(fresh_cache, image_sets):
     _, b = image_sets
     ev = Evaluation(b, metrics="fid,pr", config=ExtractionConfig(**OPTS))
     extractor = ev.pipeline.extractor
-    calls = extractor.calls
     state = {"shift": 0}
 
     def model(seeds, labels):
@@ -196,9 +195,10 @@ def test_evaluation_scores_a_generator_every_n_steps(fresh_cache, image_sets):
             .astype(np.uint8)
 
     gen = FunctionGenerator(model)  # weights change during training: no identity
-    first = ev.score(gen, num_images=30)
-    assert extractor.calls - calls == 3  # 30 samples in batches of 10; no reference pass
+    first = ev.score(gen, num_images=30)  # reads the reference (4 batches), then the model
+    calls = extractor.calls
     again = ev.score(gen, num_images=30)
+    assert extractor.calls - calls == 3  # 30 samples in batches of 10; no reference pass
     assert again.metrics == first.metrics
     state["shift"] = 60
     moved = ev.score(gen, num_images=30)
@@ -371,3 +371,33 @@ def test_cas_without_matplotlib_writes_cas_json(fresh_cache, tmp_path, no_matplo
     assert saved["cas"] == record["cas"] and saved["device"] == record["device"]
     assert not (tmp_path / "cas" / "cas_per_class.png").exists()
     assert any("genbench[plot]" in n for n in saved["notes"])
+
+
+def test_stats_of_a_feature_array(fresh_cache, tmp_path, rng, capsys):
+    feats = rng.standard_normal((50, 6)).astype(np.float32)
+    np.save(tmp_path / "f.npy", feats)
+    assert main(["stats", str(tmp_path / "f.npy"), "-o", str(tmp_path / "s.npz"),
+                 "--quiet"]) == 0
+    with np.load(tmp_path / "s.npz") as data:
+        np.testing.assert_allclose(data["mu"], feats.astype(np.float64).mean(0), rtol=1e-12)
+        np.testing.assert_allclose(data["sigma"], np.cov(feats.astype(np.float64),
+                                                         rowvar=False), rtol=1e-9)
+    assert main(["stats", str(tmp_path / "s.npz"), "-o", str(tmp_path / "t.npz")]) == 2
+    assert "holds statistics, not images" in capsys.readouterr().err
+
+
+def test_every_input_is_checked_before_any_extraction(fresh_cache, tmp_path, image_sets):
+    """A bad argument stops the run at once, not after minutes of extracting the others."""
+    from genbench.api import evaluate_models
+
+    a, b = image_sets
+    tiny = EXTRACTORS["tiny-test"]()
+    config = ExtractionConfig(extractor=tiny, progress=False)
+    with pytest.raises(GenbenchError, match="no such file or folder"):
+        evaluate_models({"good": a, "bad": str(tmp_path / "missing")}, b, config=config)
+    with pytest.raises(GenbenchError, match="no such file or folder"):
+        compute_fid(str(tmp_path / "missing"), b, config=config)
+    FeatureStatistics(np.zeros(32), np.eye(32), 10, "clean").save(tmp_path / "clean.npz")
+    with pytest.raises(GenbenchError, match="protocol 'clean', not 'tf'"):
+        compute_fid(str(tmp_path / "clean.npz"), b, config=config)
+    assert tiny.calls == 0

@@ -59,7 +59,7 @@ def compute_fid(samples: InputLike, reference: InputLike, *, num_images: int | N
     start = time.perf_counter()
     session = Evaluation(reference, metrics=["fid"], num_images=num_images,
                          config=ExtractionConfig.build(config, **options))
-    result = session.score(samples, desc="A")
+    result = session.score(session.resolve(samples), desc="A")
     sides = [result.inputs["samples"], result.inputs["reference"]]
     extractor = result.extractor or session.reference.extractor_id or (
         f"{session.pipeline.extractor_name} (assumed; the statistics files do not say)")
@@ -104,7 +104,7 @@ def evaluate(samples: InputLike, reference: InputLike, *,
     """
     session = Evaluation(reference, metrics=metrics, seed=seed, num_images=num_images,
                          per_class=per_class, config=ExtractionConfig.build(config, **options))
-    result = session.score(samples)
+    result = session.score(samples)  # resolved (and checked) before the reference is read
     record = result.to_dict()
     if out_dir is not None:
         _write_outputs(out_dir, {result.inputs["samples"].source: result}, record)
@@ -124,7 +124,8 @@ def evaluate_models(models: Mapping[str, InputLike], reference: InputLike, *,
     start = time.perf_counter()
     session = Evaluation(reference, metrics=metrics, seed=seed, num_images=num_images,
                          per_class=per_class, config=ExtractionConfig.build(config, **options))
-    results = {name: session.score(source, desc=name) for name, source in models.items()}
+    resolved = {name: session.resolve(source) for name, source in models.items()}
+    results = {name: session.score(source, desc=name) for name, source in resolved.items()}
     record = {"models": {name: r.to_dict() for name, r in results.items()}, "seed": seed,
               "protocol": session.protocol.name, "device": str(session.pipeline.device),
               "seconds": time.perf_counter() - start, "genbench_version": __version__}

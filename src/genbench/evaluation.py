@@ -92,8 +92,17 @@ class Pipeline:
 
     def resolve(self, spec: InputLike, num_images: int | None = None, *,
                 with_labels: bool = False, seed: int = 0) -> ResolvedInput:
-        return resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
-                                                  with_labels, seed))
+        """What ``spec`` is, checked against this pipeline (a statistics file of another
+        protocol is refused here, before any extraction)."""
+        if isinstance(spec, ResolvedInput):
+            return resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
+                                                      with_labels, seed))
+        resolved = resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
+                                                      with_labels, seed))
+        if resolved.statistics is not None and (resolved.kind == "statistics"
+                                                or self.is_inception):
+            self.check_statistics(resolved.statistics, resolved.notes)
+        return resolved
 
     def extract(self, resolved: ResolvedInput, num_images: int | None = None,
                 desc: str | None = None, keep_features: bool = False) -> FeatureRun:
@@ -112,8 +121,14 @@ class Pipeline:
 
     def statistics(self, spec: InputLike, num_images: int | None = None,
                    desc: str | None = None) -> FeatureRun:
-        """Features of ``spec``'s images reduced to float64 mean/covariance (cached)."""
-        return self.extract(self.resolve(spec, num_images), num_images, desc)
+        """Features of ``spec``'s images (cached), or the rows of a feature array, reduced to
+        float64 mean/covariance."""
+        resolved = self.resolve(spec, num_images)
+        if resolved.kind == "features":
+            return FeatureRun(features_statistics(resolved.features, resolved.label),
+                              resolved.label, len(resolved.features),
+                              features=[resolved.features])
+        return self.extract(resolved, num_images, desc)
 
     def check_statistics(self, stats: FeatureStatistics, notes: list[str]) -> None:
         """Refuse statistics made with another protocol; say what was assumed for files
@@ -155,6 +170,13 @@ class Side:
         return self._features
 
 
+def features_statistics(features: np.ndarray, label: str) -> FeatureStatistics:
+    """float64 mean and covariance of N × D user features (of an unnamed network)."""
+    moments = StreamingMoments(features.shape[1])
+    moments.update(features.astype(np.float64))
+    return moments.statistics(label=label)
+
+
 def _run_features(run: FeatureRun) -> Callable[[], np.ndarray]:
     return lambda: np.concatenate(list(run.iter_features()))
 
@@ -168,22 +190,18 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
     notes = list(resolved.notes)
     if resolved.kind == "statistics":
         stats = resolved.statistics
-        pipeline.check_statistics(stats, notes)
         return Side(resolved.label, resolved.kind, stats,
                     SideSummary(resolved.label, stats.num_samples, True, kind="statistics",
                                 fid_statistics="stored"),
                     stats.extractor, notes=notes)
     if resolved.kind == "features":
         features = resolved.features
-        moments = StreamingMoments(features.shape[1])
-        moments.update(features.astype(np.float64))
-        stats = moments.statistics(label=resolved.label)
+        stats = features_statistics(features, resolved.label)
         return Side(resolved.label, resolved.kind, stats,
                     SideSummary(resolved.label, len(features), kind="features"),
                     None, load_features=lambda: features, notes=notes)
     if resolved.kind == "adm-batch" and pipeline.is_inception:
         stored = resolved.statistics
-        pipeline.check_statistics(stored, notes)
         notes.append(f"{resolved.label}: ADM reference batch: FID from its stored mu/sigma, "
                      "the feature metrics from its arr_0 images (as ADM's evaluator)")
         summary = SideSummary(resolved.label, stored.num_samples, True, kind="adm-batch",
@@ -278,12 +296,30 @@ class Evaluation:
 
         self.names = parse_metrics(metrics)
         self.explicit_metrics = metrics is not None and metrics != ""
-        self.need_features = any(METRICS[n].needs_features for n in self.names)
+        self.need_features = per_class or any(METRICS[n].needs_features
+                                              for n in self.names)
         self.pipeline = Pipeline(config)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
-        self.reference = prepare_side(self.pipeline, reference, num_images=num_images,
-                                      need_features=self.need_features, desc="reference",
-                                      seed=seed)
+        self._reference_input = self.pipeline.resolve(reference, num_images, seed=seed)
+        self._reference: Side | None = None
+
+    @property
+    def reference(self) -> Side:
+        """The reference side, prepared (extracted) on first use."""
+        if self._reference is None:
+            self._reference = prepare_side(self.pipeline, self._reference_input,
+                                           num_images=self.num_images,
+                                           need_features=self.need_features,
+                                           desc="reference", seed=self.seed)
+        return self._reference
+
+    def resolve(self, samples: InputLike, *, num_images: int | None = None) -> ResolvedInput:
+        """What ``samples`` is (checked, nothing extracted): resolve every input first, so a
+        bad one stops the run before any work."""
+        return self.pipeline.resolve(samples, self._count(num_images), seed=self.seed)
+
+    def _count(self, num_images: int | None) -> int | None:
+        return num_images if num_images is not None else self.num_images
 
     @property
     def protocol(self) -> Protocol:
@@ -291,9 +327,9 @@ class Evaluation:
 
     def prepare(self, samples: InputLike, *, num_images: int | None = None,
                 desc: str = "samples") -> Side:
-        return prepare_side(self.pipeline, samples,
-                            num_images=num_images if num_images is not None
-                            else self.num_images,
+        resolved = self.resolve(samples, num_images=num_images)
+        _ = self.reference  # the reference is extracted before the samples
+        return prepare_side(self.pipeline, resolved, num_images=self._count(num_images),
                             need_features=self.need_features, desc=desc, seed=self.seed)
 
     def score(self, samples: InputLike, *, num_images: int | None = None,

@@ -105,6 +105,9 @@ def resolve_input(spec: InputLike, options: ResolveOptions | None = None) -> Res
     options = options or ResolveOptions()
     check_num_images(options.num_images)
     if isinstance(spec, ResolvedInput):
+        if spec.kind == "generator" and spec.source is None and spec.generator is not None \
+                and options.num_images is not None:  # the number of images is known now
+            return _generator(spec.generator, options)
         return spec
     if isinstance(spec, FeatureStatistics):
         return _statistics(spec, options)

@@ -103,7 +103,7 @@ def load_labelled(spec: str | os.PathLike | ImageSource, role: str, progress: bo
             batch = source.load_many(list(range(start, min(start + 1000, n))))
             images += batch
             bar.update(len(batch))
-    own_names = getattr(source, "class_names", None)
+    own_names = source.class_names
     if _is_folder(source) and class_names is not None:
         raw, own_names = _folder_labels(source, class_names), class_names
     else:

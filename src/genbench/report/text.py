@@ -24,7 +24,8 @@ def fid_text(record: dict) -> str:
         else:
             how = f"{side['extracted']} extracted, {side['num_images'] - side['extracted']} " \
                   "from cache"
-        lines.append(f"  {name}          {side['source']}: {side['num_images']} images ({how})")
+        count = side["num_images"] if side["num_images"] is not None else "an unrecorded number of"
+        lines.append(f"  {name}          {side['source']}: {count} images ({how})")
     lines.append(f"  time       {record['seconds']:.1f} s")
     lines += [f"  note       {note}" for note in record["notes"]]
     return "\n".join(lines)

@@ -22,6 +22,8 @@ class ImageSource(ABC):
 
     #: Class label per image (int64 array) when the source carries labels, else None.
     labels: np.ndarray | None = None
+    #: Names of the classes (index = label) when the source knows them, else None.
+    class_names: tuple[str, ...] | None = None
 
     @abstractmethod
     def __len__(self) -> int: ...
