@@ -139,6 +139,15 @@ def test_adm_batch_fid_from_stored_statistics_features_from_arr0(fresh_cache, tm
     assert fid_only.fid == pytest.approx(stored, rel=1e-6)
     assert fid_only.inputs[1].extracted == 0  # FID alone never reads arr_0
 
+    first_n = evaluate(samples, str(batch), metrics="fid,pr", num_images=20, **OPTS)
+    assert first_n["metrics"]["fid"]["value"] == pytest.approx(_fid(fs[:20], full_feats),
+                                                               rel=1e-6)
+    assert any("--num-images 20 applies to arr_0 only" in n for n in first_n["notes"])
+    # the stored statistics are tf-protocol statistics: another protocol reads arr_0
+    clean = evaluate(samples, str(batch), metrics="fid", protocol="clean", **OPTS)
+    assert clean["inputs"]["reference"]["fid_statistics"] == "features"
+    assert any("every metric uses features of its arr_0" in n for n in clean["notes"])
+
     monkeypatch.undo()  # a network that is not the Inception: everything from arr_0
     other = evaluate(samples, str(batch), metrics="fid", **OPTS)
     assert other["metrics"]["fid"]["value"] == pytest.approx(_fid(fs, fa), rel=1e-6)
@@ -153,6 +162,8 @@ def test_statistics_reference_runs_what_it_can(fresh_cache, tmp_path, image_sets
     record = evaluate(a, str(tmp_path / "ref.npz"), **OPTS)
     assert set(record["metrics"]) == {"fid"}
     assert "statistics only" in record["skipped_metrics"]["pr"]
+    # IS reads only the samples: skipped here for the missing classifier, not the reference
+    assert "classifier" in record["skipped_metrics"]["is"]
     with pytest.raises(GenbenchError, match=r"metric\(s\) pr need features"):
         evaluate(a, str(tmp_path / "ref.npz"), metrics="fid,pr", **OPTS)
     FeatureStatistics(fb.mean(0), np.cov(fb, rowvar=False), len(fb), "tf",
@@ -211,6 +222,10 @@ def test_evaluation_scores_a_generator_every_n_steps(fresh_cache, image_sets):
                                                           rel=1e-9)
     with pytest.raises(GenbenchError, match="needs the number of images"):
         ev.score(gen)
+    # the metric seed never changes which images a generator is asked for
+    seeded = Evaluation(b, metrics="fid", seed=5, config=ExtractionConfig(**OPTS))
+    state["shift"] = 0
+    assert seeded.score(gen, num_images=30).metrics["fid"] == first.metrics["fid"]
 
 
 GENERATOR_MODULE = '''
@@ -400,4 +415,14 @@ def test_every_input_is_checked_before_any_extraction(fresh_cache, tmp_path, ima
     FeatureStatistics(np.zeros(32), np.eye(32), 10, "clean").save(tmp_path / "clean.npz")
     with pytest.raises(GenbenchError, match="protocol 'clean', not 'tf'"):
         compute_fid(str(tmp_path / "clean.npz"), b, config=config)
+    FeatureStatistics(np.zeros(7), np.eye(7), 10, "tf").save(tmp_path / "seven.npz")
+    with pytest.raises(GenbenchError, match="has 7-d features but array 32-d"):
+        compute_fid(str(tmp_path / "seven.npz"), b, config=config)
+    with pytest.raises(GenbenchError, match="needs the number of images"):
+        compute_fid(FunctionGenerator(noise_images), b, config=config)
+    with pytest.raises(GenbenchError, match="--num-images 41 but the source has only 40"):
+        evaluate_models({"a": a}, b, num_images=41, config=config)
+    with pytest.raises(GenbenchError, match=r"metric\(s\) kid need features"):
+        evaluate(str(tmp_path / "seven.npz"), np.zeros((5, 7), np.float32) + np.eye(5, 7),
+                 metrics="fid,kid", config=config)
     assert tiny.calls == 0

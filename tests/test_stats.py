@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.resolve import resolve_input
 from genbench.stats import (
     FeatureStatistics,
     StreamingMoments,
-    is_statistics_file,
     load_statistics,
 )
 
@@ -51,7 +51,7 @@ def test_foreign_files_load(tmp_path, rng):
     adm = tmp_path / "adm_ref.npz"
     np.savez(adm, arr_0=np.zeros((2, 4, 4, 3), np.uint8), mu=np.ones(3), sigma=np.eye(3),
              mu_s=np.ones(2), sigma_s=np.eye(2))
-    assert is_statistics_file(adm)
+    assert resolve_input(adm).kind == "adm-batch"
     assert load_statistics(tmp_path / "pfid.npz").protocol is None
     np.testing.assert_array_equal(load_statistics(adm).mu, np.ones(3))
 

@@ -52,7 +52,8 @@ def as_generator(network):
         np.random.rand(3)
         shift = network.shift.detach().item()
         return np.clip(np.rint(noise(seeds) + shift), 0, 255).astype(np.uint8)
-    return FunctionGenerator(sample, name="brightness")
+    # a fixed identity, as a user might give: the callback must not serve cached features
+    return FunctionGenerator(sample, name="brightness", identity="brightness-model")
 
 
 def test_score_and_grid_every_n_steps(fresh_cache, tmp_path):

@@ -60,6 +60,18 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``tensor`` in place with process ``src``'s."""
+    if current().active:
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            on_gpu = tensor.cuda()
+            dist.broadcast(on_gpu, src=src)
+            tensor.copy_(on_gpu.cpu())
+        else:
+            dist.broadcast(tensor, src=src)
+    return tensor
+
+
 def barrier() -> None:
     if current().active:
         dist.barrier()

@@ -9,8 +9,8 @@ without rebuilding the network or re-reading the reference::
     result = ev.score(generator, num_images=2000)   # image i from seed i
     result.to_dict()["metrics"]["fid"]["value"]
 
-``genbench.evaluate``, ``evaluate_models`` and ``compute_fid`` are thin calls of it, and every
-CLI command goes through it.
+``genbench.evaluate``, ``evaluate_models``, ``compute_fid`` and ``compute_statistics`` are thin
+calls of these, and so are the ``fid``, ``eval`` and ``stats`` commands.
 """
 
 from __future__ import annotations
@@ -90,26 +90,59 @@ class Pipeline:
             return isinstance(self._extractor, InceptionExtractor)
         return EXTRACTORS[self.extractor_name].factory is InceptionExtractor
 
+    @property
+    def uses_adm_statistics(self) -> bool:
+        """Whether an ADM reference batch's stored mu/sigma serve FID here: they are TF
+        Inception pool3 statistics of images resized as the ``tf`` protocol does."""
+        return self.is_inception and self.protocol.name == "tf"
+
     def resolve(self, spec: InputLike, num_images: int | None = None, *,
-                with_labels: bool = False, seed: int = 0) -> ResolvedInput:
-        """What ``spec`` is, checked against this pipeline (a statistics file of another
-        protocol is refused here, before any extraction)."""
-        if isinstance(spec, ResolvedInput):
-            return resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
-                                                      with_labels, seed))
+                with_labels: bool = False) -> ResolvedInput:
+        """What ``spec`` is, checked against this pipeline before any extraction: stored
+        statistics of another protocol are refused, too few images and a generator without
+        a number of images are errors, and what an ADM batch's statistics serve is noted."""
         resolved = resolve_input(spec, ResolveOptions(num_images, self.config.batch_size,
-                                                      with_labels, seed))
-        if resolved.statistics is not None and (resolved.kind == "statistics"
-                                                or self.is_inception):
+                                                      with_labels))
+        if resolved.checked:
+            return resolved
+        if resolved.kind == "generator" and resolved.source is None:
+            raise GenbenchError(f"{resolved.label}: a generator needs the number of images to "
+                                "draw (--num-images N, num_images=N)")
+        if resolved.source is not None and num_images is not None \
+                and num_images > len(resolved.source):
+            raise GenbenchError(f"{resolved.source.describe()}: --num-images {num_images} but "
+                                f"the source has only {len(resolved.source)} images")
+        if resolved.kind == "statistics":
             self.check_statistics(resolved.statistics, resolved.notes)
+        elif resolved.kind == "adm-batch" and self.uses_adm_statistics:
+            self.check_statistics(resolved.statistics, resolved.notes)
+            resolved.notes.append(f"{resolved.label}: ADM reference batch: FID from its stored "
+                                  "mu/sigma, the feature metrics from its arr_0 images (as "
+                                  "ADM's evaluator)" + (
+                                      f"; --num-images {num_images} applies to arr_0 only"
+                                      if num_images is not None else ""))
+        elif resolved.kind == "adm-batch":
+            resolved.notes.append(
+                f"{resolved.label}: ADM reference batch: its stored mu/sigma are TF Inception "
+                f"statistics (tf protocol), so with extractor {self.extractor_name!r} and "
+                f"protocol {self.protocol.name!r} every metric uses features of its arr_0 "
+                "images")
+        resolved.checked = True
         return resolved
+
+    def feature_space(self, resolved: ResolvedInput) -> tuple[int, str | None]:
+        """(dimension, network identity or None) of what FID will compare for this input;
+        builds the extractor for inputs it will extract."""
+        if resolved.kind == "statistics" or (resolved.kind == "adm-batch"
+                                             and self.uses_adm_statistics):
+            return resolved.statistics.dim, resolved.statistics.extractor
+        if resolved.kind == "features":
+            return resolved.features.shape[1], None
+        return self.extractor.feature_dim, self.extractor.identity
 
     def extract(self, resolved: ResolvedInput, num_images: int | None = None,
                 desc: str | None = None, keep_features: bool = False) -> FeatureRun:
         """Features of the input's images (resumed from and filling the cache)."""
-        if resolved.source is None and resolved.kind == "generator":
-            raise GenbenchError(f"{resolved.label}: a generator needs the number of images to "
-                                "draw (--num-images N, num_images=N)")
         if resolved.source is None:
             raise GenbenchError(f"{resolved.label}: holds {resolved.kind}, not images")
         c = self.config
@@ -182,11 +215,10 @@ def _run_features(run: FeatureRun) -> Callable[[], np.ndarray]:
 
 
 def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
-                 need_features: bool, desc: str, with_labels: bool = False,
-                 seed: int = 0) -> Side:
+                 need_features: bool, desc: str) -> Side:
     """Resolve ``spec`` and compute what the metrics need from it: statistics always,
     features when ``need_features`` (and the input has any)."""
-    resolved = pipeline.resolve(spec, num_images, with_labels=with_labels, seed=seed)
+    resolved = pipeline.resolve(spec, num_images)
     notes = list(resolved.notes)
     if resolved.kind == "statistics":
         stats = resolved.statistics
@@ -200,10 +232,8 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
         return Side(resolved.label, resolved.kind, stats,
                     SideSummary(resolved.label, len(features), kind="features"),
                     None, load_features=lambda: features, notes=notes)
-    if resolved.kind == "adm-batch" and pipeline.is_inception:
+    if resolved.kind == "adm-batch" and pipeline.uses_adm_statistics:
         stored = resolved.statistics
-        notes.append(f"{resolved.label}: ADM reference batch: FID from its stored mu/sigma, "
-                     "the feature metrics from its arr_0 images (as ADM's evaluator)")
         summary = SideSummary(resolved.label, stored.num_samples, True, kind="adm-batch",
                               fid_statistics="stored")
         side = Side(resolved.label, resolved.kind, stored, summary, stored.extractor,
@@ -217,10 +247,6 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
             side.load_features, side.labels = _run_features(run), run.labels
             side.from_pipeline = True
         return side
-    if resolved.kind == "adm-batch":
-        notes.append(f"{resolved.label}: ADM reference batch: its stored mu/sigma are "
-                     f"Inception statistics, so with extractor {pipeline.extractor_name!r} "
-                     "every metric uses features of its arr_0 images")
     run = pipeline.extract(resolved, num_images, desc, keep_features=need_features)
     _note_skipped(run, notes)
     summary = SideSummary(run.source, run.num_images, False, run.skipped, run.extracted,
@@ -236,15 +262,22 @@ def _note_skipped(run: FeatureRun, notes: list[str]) -> None:
                      f"first: {run.skipped[0]}")
 
 
+def _check_spaces(a: tuple[str, int, str | None], b: tuple[str, int, str | None]) -> None:
+    """(label, dimension, network identity) of two inputs: they compare only in the same
+    feature space, the same dimension and, where both record it, the same network."""
+    (label_a, dim_a, id_a), (label_b, dim_b, id_b) = a, b
+    if dim_a != dim_b:
+        raise GenbenchError(f"{label_a} has {dim_a}-d features but {label_b} {dim_b}-d; they "
+                            "come from different networks")
+    if id_a and id_b and id_a != id_b:
+        raise GenbenchError(f"{label_a} was computed with extractor {id_a!r} but {label_b} "
+                            f"with {id_b!r}; recompute one of them")
+
+
 def check_comparable(a: Side, b: Side) -> None:
-    """Two sides compare only in the same feature space: same dimension and, where both
-    record it, the same network."""
-    if a.statistics.dim != b.statistics.dim:
-        raise GenbenchError(f"{a.label} has {a.statistics.dim}-d features but {b.label} "
-                            f"{b.statistics.dim}-d; they come from different networks")
-    if a.extractor_id and b.extractor_id and a.extractor_id != b.extractor_id:
-        raise GenbenchError(f"{a.label} was computed with extractor {a.extractor_id!r} but "
-                            f"{b.label} with {b.extractor_id!r}; recompute one of them")
+    """Two prepared sides compare only in the same feature space."""
+    _check_spaces((a.label, a.statistics.dim, a.extractor_id),
+                  (b.label, b.statistics.dim, b.extractor_id))
 
 
 @dataclass
@@ -287,7 +320,8 @@ class Evaluation:
     """One reference and the metrics to run against it. The reference is resolved and its
     statistics (and, when a metric needs them, features) computed once; ``score`` then takes
     any input (images, features, statistics, a Generator drawn by seed) and returns an
-    ``EvalResult``."""
+    ``EvalResult``. ``seed`` seeds the metrics' random choices; a generator is always asked
+    for seeds 0..n-1, whatever the metric seed, so every command draws the same images."""
 
     def __init__(self, reference: InputLike, *, metrics: str | list[str] | None = None,
                  seed: int = 0, num_images: int | None = None, per_class: bool = False,
@@ -300,7 +334,7 @@ class Evaluation:
                                               for n in self.names)
         self.pipeline = Pipeline(config)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
-        self._reference_input = self.pipeline.resolve(reference, num_images, seed=seed)
+        self._reference_input = self.pipeline.resolve(reference, num_images)
         self._reference: Side | None = None
 
     @property
@@ -310,13 +344,22 @@ class Evaluation:
             self._reference = prepare_side(self.pipeline, self._reference_input,
                                            num_images=self.num_images,
                                            need_features=self.need_features,
-                                           desc="reference", seed=self.seed)
+                                           desc="reference")
         return self._reference
 
     def resolve(self, samples: InputLike, *, num_images: int | None = None) -> ResolvedInput:
-        """What ``samples`` is (checked, nothing extracted): resolve every input first, so a
-        bad one stops the run before any work."""
-        return self.pipeline.resolve(samples, self._count(num_images), seed=self.seed)
+        """What ``samples`` is, checked against the reference before anything is extracted
+        (feature spaces, metrics the inputs can feed): resolve every input first, so a bad
+        one stops the run before any work."""
+        resolved = self.pipeline.resolve(samples, self._count(num_images))
+        ref = self._reference_input
+        if {resolved.kind, ref.kind} & {"statistics", "features", "adm-batch"}:
+            (dim_s, id_s), (dim_r, id_r) = (self.pipeline.feature_space(r)
+                                            for r in (resolved, ref))
+            _check_spaces((resolved.label, dim_s, id_s), (ref.label, dim_r, id_r))
+        self._runnable(resolved.kind != "statistics", ref.kind != "statistics",
+                       resolved.label, ref.label)
+        return resolved
 
     def _count(self, num_images: int | None) -> int | None:
         return num_images if num_images is not None else self.num_images
@@ -330,7 +373,7 @@ class Evaluation:
         resolved = self.resolve(samples, num_images=num_images)
         _ = self.reference  # the reference is extracted before the samples
         return prepare_side(self.pipeline, resolved, num_images=self._count(num_images),
-                            need_features=self.need_features, desc=desc, seed=self.seed)
+                            need_features=self.need_features, desc=desc)
 
     def score(self, samples: InputLike, *, num_images: int | None = None,
               desc: str = "samples") -> EvalResult:
@@ -347,7 +390,8 @@ class Evaluation:
         start = time.perf_counter() if start is None else start
         ref = self.reference
         check_comparable(side, ref)
-        names, skipped = self._runnable(side)
+        names, skipped = self._runnable(side.has_features, ref.has_features, side.label,
+                                        ref.label)
         inputs = MetricInputs(side.statistics, ref.statistics, side.features, ref.features,
                               seed=self.seed,
                               load_classifier=lambda: self.pipeline.extractor.classifier_weight
@@ -385,20 +429,29 @@ class Evaluation:
                           timings, time.perf_counter() - start, notes, str(p.device),
                           skipped, per_class, inputs.artifacts)
 
-    def _runnable(self, side: Side) -> tuple[list[str], dict[str, str]]:
-        """The requested metrics both sides can feed; those that need features an input
-        lacks are an error when asked for by name, skipped with a reason by default."""
+    def _runnable(self, samples_have: bool, reference_has: bool, samples_label: str,
+                  reference_label: str) -> tuple[list[str], dict[str, str]]:
+        """The requested metrics the two sides can feed (a side "has" features unless it is
+        statistics only); the others are an error when asked for by name, skipped with a
+        reason by default."""
         from genbench.metrics.registry import METRICS
 
-        lacking = [s.label for s in (side, self.reference) if not s.has_features]
-        needing = [n for n in self.names if METRICS[n].needs_features]
-        if not lacking or not needing:
-            return list(self.names), {}
-        why = (f"{' and '.join(lacking)} hold(s) statistics only (mu/sigma), no features; "
-               "give images or features")
-        if self.explicit_metrics:
-            raise GenbenchError(f"metric(s) {', '.join(needing)} need features: {why}")
-        return [n for n in self.names if n not in needing], {n: why for n in needing}
+        runnable, skipped = [], {}
+        for name in self.names:
+            spec = METRICS[name]
+            lacking = [label for label, has, needs in (
+                (samples_label, samples_have, spec.needs_features),
+                (reference_label, reference_has,
+                 spec.needs_features and spec.needs_reference_features)) if needs and not has]
+            if not lacking:
+                runnable.append(name)
+                continue
+            skipped[name] = (f"{' and '.join(lacking)} hold(s) statistics only (mu/sigma), "
+                             "no features; give images or features")
+        if skipped and self.explicit_metrics:
+            why = next(iter(skipped.values()))
+            raise GenbenchError(f"metric(s) {', '.join(skipped)} need features: {why}")
+        return runnable, skipped
 
 
 def per_class_results(samples: np.ndarray, labels_s: np.ndarray, reference: np.ndarray,

@@ -51,9 +51,6 @@ from genbench.stats import FeatureStatistics, load_statistics
 
 InputLike = object  # anything resolve_input accepts (see the module docstring)
 
-KINDS = ("statistics", "adm-batch", "features", "images", "generator")
-
-
 @dataclass
 class ResolvedInput:
     """What an input is. ``statistics``: stored statistics (statistics file, ADM batch);
@@ -67,10 +64,7 @@ class ResolvedInput:
     source: ImageSource | None = None
     notes: list[str] = field(default_factory=list)
     generator: Generator | None = None  # the model behind a seeded generator input
-
-    @property
-    def has_images(self) -> bool:
-        return self.source is not None
+    checked: bool = False  # checked against a pipeline (protocol of stored statistics)
 
 
 @dataclass(frozen=True)

@@ -59,19 +59,6 @@ class FeatureStatistics:
         return path
 
 
-def is_statistics_file(path: str | os.PathLike) -> bool:
-    """True for an ``.npz`` holding ``mu`` and ``sigma`` (with or without images)."""
-    path = Path(path)
-    if path.suffix != ".npz" or not path.is_file():
-        return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except zipfile.BadZipFile:
-        return False
-    return {"mu.npy", "sigma.npy"} <= names
-
-
 def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
     """Read a statistics ``.npz`` (genbench, pytorch-fid, TTUR, NVlabs, ADM reference batch)."""
     path = Path(path)

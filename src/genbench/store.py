@@ -11,8 +11,8 @@ the content depends on:
 
 Every file is written to a temporary name and renamed, so an interrupted run leaves only whole
 chunks and the next run computes just the missing ones. Under torchrun, process r owns chunks
-r, r + W, r + 2W, ...; all processes share the folder. Feature extraction, reflow pairs and
-encoder representations are all stored this way.
+r, r + W, r + 2W, ...; all processes share the folder. Feature extraction uses it; anything else
+computed item by item (reflow pairs, encoder representations) is meant to.
 """
 
 from __future__ import annotations

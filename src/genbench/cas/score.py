@@ -23,7 +23,8 @@ from genbench.errors import GenbenchError
 from genbench.fileio import cache_dir
 from genbench.generators import Generator, SeededSource, as_generator
 from genbench.report.outputs import try_plot, write_json
-from genbench.resolve import resolve_input
+from genbench.resolve import ResolveOptions, resolve_input
+from genbench.sources import ImageSource
 
 CAS_CACHE_VERSION = 2
 WORST_CLASSES = 5
@@ -66,6 +67,22 @@ def _check_labels(samples: LabelledImages, num_classes: int, class_names) -> lis
             "saw them (their CAS accuracy is expected to be 0 %)"]
 
 
+def _resolved(spec, role: str) -> LabelledImages | ImageSource | Generator:
+    """A CAS input as the resolver reads it (folders labelled by sub-folder): labelled
+    images, an image source, or a (class-conditional) generator."""
+    if isinstance(spec, LabelledImages):
+        return spec
+    if callable(spec) and not isinstance(spec, Generator):
+        as_generator(spec, f"CAS {role}")  # a plain function: say how to wrap it
+    resolved = resolve_input(spec, ResolveOptions(with_labels=True))
+    if resolved.generator is not None:
+        return resolved.generator
+    if resolved.source is None:
+        raise GenbenchError(f"{role} {resolved.label}: holds {resolved.kind}, not labelled "
+                            "images")
+    return resolved.source
+
+
 def _relative(value: float, baseline: float) -> float | None:
     return (value - baseline) / baseline if baseline else None
 
@@ -90,31 +107,32 @@ def classification_accuracy_score(
     start = time.perf_counter()
     notes: list[str] = []
     device = resolve_device(device)
-    train = real_train if isinstance(real_train, LabelledImages) else \
-        load_labelled(real_train, "real train", progress)
-    test = real_test if isinstance(real_test, LabelledImages) else \
-        load_labelled(real_test, "real test", progress)
+    # every input is resolved before any is loaded: a bad one stops the run at once
+    samples_in = _resolved(samples, "samples")
+    train_in, test_in = _resolved(real_train, "real train"), _resolved(real_test, "real test")
+    for role, given in (("real train", train_in), ("real test", test_in)):
+        if isinstance(given, Generator):
+            raise GenbenchError(f"{role}: a generator cannot be the real data")
+    train = train_in if isinstance(train_in, LabelledImages) else \
+        load_labelled(train_in, "real train", progress)
+    test = test_in if isinstance(test_in, LabelledImages) else \
+        load_labelled(test_in, "real test", progress)
     class_names = train.class_names
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     if test.size != train.size:
         test = test.resized(train.size)
     recipe_obj = recipe_for(recipe, min(train.size)).with_options(**(recipe_options or {}))
-    if callable(samples) and not isinstance(samples, Generator):
-        as_generator(samples, "CAS samples")  # a plain function: say how to wrap it
-    generator = None if isinstance(samples, LabelledImages) else \
-        resolve_input(samples).generator
-    if generator is not None:
+    if isinstance(samples_in, Generator):
         labels = matched_labels(train, per_class, num_classes, seed)
-        synth = load_labelled(SeededSource(generator, len(labels), labels=labels,
-                                                  batch_size=256), "samples",
-                              progress)
+        synth = load_labelled(SeededSource(samples_in, len(labels), labels=labels,
+                                           batch_size=256), "samples", progress)
         notes.append(f"drew {len(labels)} samples (image i from seed i): " + (
             f"{per_class} per class" if per_class else
             "the real training set's per-class counts"))
-    elif isinstance(samples, LabelledImages):
-        synth = samples
+    elif isinstance(samples_in, LabelledImages):
+        synth = samples_in
     else:
-        synth = load_labelled(samples, "samples", progress,
+        synth = load_labelled(samples_in, "samples", progress,
                               class_names or tuple(str(c) for c in range(num_classes)))
     if synth.size != train.size:
         synth = synth.resized(train.size)

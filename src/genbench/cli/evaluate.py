@@ -80,16 +80,18 @@ def _stats(args: argparse.Namespace) -> dict:
                             "another -o")
     if output.suffix != ".npz":
         raise GenbenchError(f"{output}: a statistics file is an .npz; name it *.npz")
-    run = Pipeline(extraction_config(args)).statistics(args.source, args.num_images)
+    pipeline = Pipeline(extraction_config(args))
+    run = pipeline.statistics(args.source, args.num_images)
     if distributed.current().is_main:
         run.statistics.save(output)
     record = {"output": str(output), "source": run.source, "num_images": run.num_images,
               "protocol": run.statistics.protocol, "extractor": run.statistics.extractor,
               "weights_sha256": run.statistics.weights_sha256, "skipped": run.skipped,
-              "seconds": run.seconds}
+              "seconds": run.seconds, "device": str(pipeline.device)}
     if not args.json:
         record = {"text": f"wrote {output}: {run.num_images} images, protocol "
-                          f"{run.statistics.protocol}, {run.seconds:.1f} s"
+                          f"{run.statistics.protocol}, device {pipeline.device}, "
+                          f"{run.seconds:.1f} s"
                           + (f", skipped {len(run.skipped)}" if run.skipped else "")}
     return record
 

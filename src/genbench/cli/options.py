@@ -23,18 +23,16 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_extraction_options(parser: argparse.ArgumentParser, *,
-                           num_images: bool = True) -> None:
+def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     """Protocol, extractor, weights, device, batching, cache: what ``ExtractionConfig``
     holds (plus ``--num-images`` and the output options)."""
     group = parser.add_argument_group("feature extraction")
     group.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
                        help="preprocessing protocol (default: the extractor's, tf for "
                             "Inception: TF1 bilinear, what papers report)")
-    if num_images:
-        group.add_argument("--num-images", type=int, default=None, metavar="N",
-                           help="use the first N images of each input (default: all; a "
-                                "generator needs N)")
+    group.add_argument("--num-images", type=int, default=None, metavar="N",
+                       help="use the first N images of each input (default: all; a "
+                            "generator needs N)")
     group.add_argument("--batch-size", type=int, default=50)
     add_device_option(group)
     group.add_argument("--weights", default=None, metavar="PATH",

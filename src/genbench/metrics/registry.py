@@ -145,6 +145,8 @@ class MetricSpec:
     compute: Callable[[MetricInputs], dict]
     needs_features: bool
     per_class: PerClass | None = None
+    #: with ``needs_features``: whether the reference's features are read too (not for IS)
+    needs_reference_features: bool = True
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -160,7 +162,8 @@ for _spec in (
     MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
                       "subsets", _kid, True),
     MetricSpec("is", "Inception Score of the samples: unbiased logits, 10 splits, seeded "
-                     "shuffle (needs a classifier head)", _is, True),
+                     "shuffle (needs a classifier head)", _is, True,
+               needs_reference_features=False),
     MetricSpec("prd", "precision and recall for distributions (Sajjadi 2018): F_8, F_1/8",
                _prd, True, PerClass(_prd_per_class, 19)),
     MetricSpec("pr", "improved precision/recall (Kynkäänniemi 2019), k = 3, '<='", _pr, True,

@@ -8,7 +8,6 @@ official URLs. Every copy is checked against the sha256 of the decompressed idx 
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,6 +123,3 @@ register_dataset("fashion-mnist:train", lambda: fashion_mnist("train"))
 register_dataset("fashion-mnist:test", lambda: fashion_mnist("test"))
 register_dataset("digits", digits)
 
-
-def is_dataset_name(spec: str | os.PathLike) -> bool:
-    return isinstance(spec, str) and spec in DATASETS

@@ -4,8 +4,10 @@ and save a grid of samples every N steps.
 Both see the EMA network when there is one, switch it to eval mode for the duration, and run
 inside ``torch.random.fork_rng``, so a run that evaluates is bit-identical to one that does
 not (a generator that draws from the global RNG cannot shift the training stream). They run
-on every process (the evaluation extracts its share of the images under torchrun); only
-process 0 writes files.
+on every process (the evaluation extracts its share of the images under torchrun, with
+process 0's buffers, e.g. batch-norm statistics, broadcast first so that every process
+samples the same model); only process 0 writes files. The model changes between calls, so
+its images are never taken from the feature cache (the generator's identity is dropped).
 """
 
 from __future__ import annotations
@@ -50,6 +52,26 @@ def _model(context: StepContext, use_ema: bool) -> nn.Module:
         else context.network
 
 
+def sync_buffers(network: nn.Module) -> None:
+    """Process 0's buffers on every process (no-op without torchrun)."""
+    for buffer in network.buffers():
+        distributed.broadcast_(buffer.data)
+
+
+class _Uncached(Generator):
+    """The same generator without an identity: a model in training is a new model at every
+    evaluation, so its images must not come from the cache."""
+
+    def __init__(self, inner: Generator) -> None:
+        self.inner, self.num_classes = inner, inner.num_classes
+
+    def sample(self, seeds: np.ndarray, labels: np.ndarray | None = None):
+        return self.inner.sample(seeds, labels)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+
 class ScoreEvery(Callback):
     """Every ``every`` steps: ``evaluation.score(make_generator(network), num_images=n)``
     (image i from seed i, the same seeds each time). Results are kept in ``history`` and,
@@ -67,7 +89,8 @@ class ScoreEvery(Callback):
 
     def __call__(self, context: StepContext) -> None:
         with isolated(_model(context, self.use_ema)) as network:
-            result = self.evaluation.score(self.make_generator(network),
+            sync_buffers(network)
+            result = self.evaluation.score(_Uncached(self.make_generator(network)),
                                            num_images=self.num_images,
                                            desc=f"step {context.step}")
         entry = {"step": context.step, "metrics": result.metrics, "seconds": result.seconds,

@@ -86,7 +86,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     amp: AmpMode = "auto"
     checkpoint_every: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if (self.total_steps is None) == (self.total_images is None):

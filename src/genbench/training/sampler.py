@@ -77,9 +77,6 @@ class EpochSampler:
             raise RuntimeError("no epoch started yet: call indices(step) first")
         return self._gen
 
-    def epoch_of(self, step: int) -> int:
-        return step // self.steps_per_epoch
-
     def _start_epoch(self, epoch: int) -> None:
         gen = epoch_generator(self.seed, epoch)
         order = torch.randperm(self.num_examples, generator=gen)
