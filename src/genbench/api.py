@@ -58,7 +58,7 @@ def compute_fid(samples: InputLike, reference: InputLike, *, num_images: int | N
     statistics file or object, an ADM batch, a Generator)."""
     start = time.perf_counter()
     session = Evaluation(reference, metrics=["fid"], num_images=num_images,
-                         config=ExtractionConfig.build(config, **options))
+                         config=ExtractionConfig.build(config, **options), desc="B")
     result = session.score(session.resolve(samples), desc="A")
     sides = [result.inputs["samples"], result.inputs["reference"]]
     extractor = result.extractor or session.reference.extractor_id or (

@@ -325,7 +325,7 @@ class Evaluation:
 
     def __init__(self, reference: InputLike, *, metrics: str | list[str] | None = None,
                  seed: int = 0, num_images: int | None = None, per_class: bool = False,
-                 config: ExtractionConfig | None = None) -> None:
+                 config: ExtractionConfig | None = None, desc: str = "reference") -> None:
         from genbench.metrics.registry import METRICS, parse_metrics
 
         self.names = parse_metrics(metrics)
@@ -334,6 +334,7 @@ class Evaluation:
                                               for n in self.names)
         self.pipeline = Pipeline(config)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
+        self._reference_desc = desc  # the reference's progress-bar label
         self._reference_input = self.pipeline.resolve(reference, num_images)
         self._reference: Side | None = None
 
@@ -344,7 +345,7 @@ class Evaluation:
             self._reference = prepare_side(self.pipeline, self._reference_input,
                                            num_images=self.num_images,
                                            need_features=self.need_features,
-                                           desc="reference")
+                                           desc=self._reference_desc)
         return self._reference
 
     def resolve(self, samples: InputLike, *, num_images: int | None = None) -> ResolvedInput:
