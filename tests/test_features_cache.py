@@ -72,7 +72,9 @@ def test_interrupted_run_resumes_from_whole_chunks(fresh_cache, images):
     with pytest.raises(RuntimeError, match="simulated crash"):
         _run(src, ext)
     entry = next((fresh_cache / "features").iterdir())
-    assert sorted(p.name for p in entry.iterdir()) == ["chunk-000000.npz", "chunk-000001.npz"]
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "chunk-000000.npz", "chunk-000000.npz.sha256", "chunk-000001.npz",
+        "chunk-000001.npz.sha256"]
     src.fail_at = None
     resumed = _run(src, ext)
     assert resumed.extracted == 13  # 23 - the two finished chunks of 5

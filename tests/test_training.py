@@ -322,8 +322,32 @@ def test_foreign_checkpoints_are_refused(tmp_path):
         train(Regression(), TrainConfig(seed=1, total_steps=2, batch_size=8),
               checkpoint_path=path)
     torch.save({"model": {}, "optimizer": {}, "epoch": 1}, path)  # the old CAS layout
+    from genbench.fileio import write_digest
+    write_digest(path)
     with pytest.raises(GenbenchError, match=r"not a genbench\.training"):
         train(Regression(), TrainConfig(total_steps=2, batch_size=8), checkpoint_path=path)
+
+
+def test_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path):
+    """A checkpoint that does not match its digest is never resumed from."""
+    path = tmp_path / "c.pt"
+    config = TrainConfig(seed=0, total_steps=4, batch_size=8, checkpoint_every=2)
+    clean = train(Regression(), config)
+    partial = TrainConfig(seed=0, total_steps=2, batch_size=8, checkpoint_every=2)
+    train(Regression(), partial, checkpoint_path=path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"c\.pt: does not match its recorded sha256"):
+        resumed = train(Regression(), config, checkpoint_path=path)
+    assert resumed.start_step == 0  # from the beginning, not from the damaged step 2
+    assert (tmp_path / "c.pt.corrupt").is_file()
+    for a, b in zip(clean.network.state_dict().values(), resumed.network.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    path.with_name("c.pt.sha256").unlink()  # a checkpoint without its digest: the same
+    with pytest.warns(UserWarning, match="has no recorded sha256"):
+        assert train(Regression(), config, checkpoint_path=path).start_step == 0
 
 
 def _worker(out: Path) -> None:

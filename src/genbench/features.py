@@ -18,6 +18,7 @@ all-reduced.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from genbench.extractors import FeatureExtractor
 from genbench.protocols import INCEPTION_SIZE, Protocol
 from genbench.sources import ImageSource
 from genbench.stats import FeatureStatistics, StreamingMoments
-from genbench.store import ChunkStore, my_chunks
+from genbench.store import CacheWriteError, ChunkStore, my_chunks
 
 CHUNK_SIZE = 500
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: digests beside every file, statistics stored only when N >= dim
+STATS_NAME = "stats.npz"
 
 
 @dataclass
@@ -157,21 +159,19 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     meta = {"protocol": protocol.name, "extractor": extractor.identity,
             "weights_sha256": extractor.weights_sha256, "label": source.describe()}
 
-    if store is not None and store.complete and store.path("stats.npz").is_file():
-        info = store.read_meta()
-        arrays = store.read_arrays("stats.npz")
-        stats = FeatureStatistics(arrays["mu"], arrays["sigma"], **meta,
-                                  num_samples=info["num_samples"])
-        return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
-                          time.perf_counter() - start_time, store.root,
-                          labels=_labels(source, lambda: _cached_indices(store)))
+    cached = _cached_run(store, source, meta) if store is not None else None
+    if _everywhere(cached is not None):
+        cached.seconds = time.perf_counter() - start_time
+        return cached
 
+    had_store = store is not None
     mine = my_chunks(total, chunk_size)
     extractor.plan(sum(len(idx) for c, idx in mine if store is None or not store.has_chunk(c)))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
-    kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if (
-        keep_features and store is None) else None
+    # features are kept in memory when asked for: they are returned when nothing is cached
+    kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if keep_features \
+        else None
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
                desc=desc or source.describe(), disable=not (progress and ctx.is_main))
@@ -187,12 +187,18 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                     source, list(indices), protocol, extractor, batch_size, skip_bad, bar)
                 extracted += len(kept)
                 if store is not None:
-                    store.write_chunk(c, features=features, indices=kept,
-                                      skipped=np.array(chunk_skipped, dtype=str))
+                    try:
+                        store.write_chunk(c, features=features, indices=kept,
+                                          skipped=np.array(chunk_skipped, dtype=str))
+                    except CacheWriteError as exc:
+                        warnings.warn(f"{exc}; continuing without the cache", stacklevel=2)
+                        store = None
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
             skipped += chunk_skipped
             if kept_features is not None:
                 kept_features.append((c, features, kept))
+    if had_store and not _everywhere(store is not None):
+        store = None  # a process could not write: every process goes on without the cache
 
     counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
     distributed.all_reduce_sum(moments.sum)
@@ -205,14 +211,11 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         raise GenbenchError(f"{source.describe()}: fewer than 2 readable images "
                             f"({len(skipped)} skipped)")
     stats = moments.statistics(**meta)
-    if store is not None:
-        if ctx.is_main:
-            store.write_arrays("stats.npz", **stats.arrays())
-        store.write_meta({"num_samples": stats.num_samples, "skipped": skipped,
-                          "requested": total, **meta})
+    if had_store:
+        store = _finish_entry(store, stats, skipped, total, meta)
     distributed.barrier()
     in_memory, indices = None, None
-    if kept_features is not None:
+    if kept_features is not None and store is None:
         gathered = sorted((item for part in distributed.all_gather_objects(kept_features)
                            for item in part), key=lambda item: item[0])
         in_memory = [features for _, features, _ in gathered]
@@ -221,6 +224,56 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
                       time.perf_counter() - start_time, store.root if store else None,
                       in_memory, _labels(source, row_indices))
+
+
+def _everywhere(flag: bool) -> bool:
+    """``flag`` on every process (a decision all processes must take together)."""
+    if not distributed.current().active:
+        return flag
+    value = torch.tensor([0.0 if flag else 1.0], dtype=torch.float64)
+    return float(distributed.all_reduce_sum(value)[0]) == 0.0
+
+
+def _cached_run(store: ChunkStore, source: ImageSource, meta: dict) -> FeatureRun | None:
+    """The complete, intact entry of this run, or None (missing, or damaged parts set
+    aside: the run then recomputes what is missing). Statistics of fewer images than
+    feature dimensions are not stored (the features are smaller); they are recomputed."""
+    info = store.read_meta()
+    if info is None or not store.all_verified() or \
+            len(store.chunk_numbers()) != info.get("chunks", -1):
+        return None
+    arrays = store.read_arrays(STATS_NAME) if info.get("stats_stored") else None
+    if info.get("stats_stored") and arrays is None:
+        return None
+    if arrays is None:
+        moments = StreamingMoments(len(next(store.iter_field("features"))[0]))
+        for features in store.iter_field("features"):
+            moments.update(torch.from_numpy(np.ascontiguousarray(features)))
+        stats = moments.statistics(**meta)
+    else:
+        stats = FeatureStatistics(arrays["mu"], arrays["sigma"], **meta,
+                                  num_samples=info["num_samples"])
+    return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
+                      0.0, store.root, labels=_labels(source, lambda: _cached_indices(store)))
+
+
+def _finish_entry(store: ChunkStore | None, stats: FeatureStatistics, skipped: list[str],
+                  total: int, meta: dict) -> ChunkStore | None:
+    """Write the statistics (when they are smaller than the features) and meta.json (process
+    0); on a failed write warn, and every process goes on without the cache (None)."""
+    keep_stats = stats.num_samples >= stats.dim
+    written = store is not None
+    if store is not None and distributed.current().is_main:
+        try:
+            if keep_stats:
+                store.write_arrays(STATS_NAME, **stats.arrays())
+            store.write_meta({"num_samples": stats.num_samples, "skipped": skipped,
+                              "requested": total, "chunks": len(store.chunk_numbers()),
+                              "stats_stored": keep_stats, **meta})
+        except CacheWriteError as exc:
+            warnings.warn(f"{exc}; the result is computed, but not cached", stacklevel=3)
+            written = False
+    return store if _everywhere(written) else None
 
 
 def _cached_indices(store: ChunkStore) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Small file helpers: the cache folder, atomic writes, content hashing, checked downloads."""
+"""Small file helpers: the cache folder, atomic writes, digests written beside cached files and
+checked on every read, content hashing, checked downloads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,10 +39,68 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --- digests of cached files -------------------------------------------------------------
+
+DIGEST_SUFFIX = ".sha256"
+
+
+def digest_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def write_digest(path: str | os.PathLike) -> None:
+    """Record the sha256 of ``path`` beside it (``<name>.sha256``, written atomically after
+    the file), so every later read can tell a damaged file from a good one."""
+    with atomic_path(digest_path(path)) as tmp:
+        tmp.write_text(file_digest(path) + "\n")
+
+
+def digest_state(path: str | os.PathLike) -> str:
+    """"ok" (the file matches its recorded digest), "missing" (no file or no digest: e.g. a
+    write that did not finish) or "corrupt" (the file is not what was written)."""
+    path = Path(path)
+    record = digest_path(path)
+    if not path.is_file() or not record.is_file():
+        return "missing"
+    try:
+        expected = record.read_text().strip()
+        return "ok" if file_digest(path) == expected else "corrupt"
+    except OSError:
+        return "corrupt"
+
+
+def verified(path: str | os.PathLike) -> bool:
+    """True for an intact file; a damaged one is set aside (with a warning) and, like a
+    missing one, gives False."""
+    state = digest_state(path)
+    if state == "corrupt":
+        set_aside(path)
+    return state == "ok"
+
+
+def set_aside(path: str | os.PathLike, why: str = "does not match its recorded sha256") -> None:
+    """Move a damaged cached file (and its digest) out of the way, with one warning naming
+    it; the caller then recomputes it."""
+    path = Path(path)
+    warnings.warn(f"{path}: {why}; set aside as {path.name}.corrupt and recomputed",
+                  stacklevel=2)
+    for p in (path, digest_path(path)):
+        with contextlib.suppress(FileNotFoundError):  # another process may have moved it
+            os.replace(p, p.with_name(p.name + ".corrupt"))
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

@@ -9,10 +9,15 @@ the content depends on:
     <name>             whole-entry files (e.g. stats.npz), written once all chunks exist
     meta.json          what produced the entry: written last, it marks the entry complete
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves only whole
-chunks and the next run computes just the missing ones. Under torchrun, process r owns chunks
-r, r + W, r + 2W, ...; all processes share the folder. Feature extraction uses it; anything else
-computed item by item (reflow pairs, encoder representations) is meant to.
+Every file is written to a temporary name and renamed, with its sha256 beside it
+(``<name>.sha256``, written after it), so an interrupted run leaves only whole chunks and the
+next run computes just the missing ones. Every read checks the digest: a file without one is
+missing (a write that did not finish), a file that does not match it is damaged and is set
+aside (renamed ``*.corrupt``, with a warning naming it) and recomputed, never used. A write
+that fails (read-only folder, full disk) raises ``CacheWriteError``, one line naming the file.
+Under torchrun, process r owns chunks r, r + W, r + 2W, ...; all processes share the folder.
+Feature extraction uses it; anything else computed item by item (reflow pairs, encoder
+representations) is meant to.
 """
 
 from __future__ import annotations
@@ -25,9 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from genbench import distributed
-from genbench.fileio import atomic_path, cache_dir
+from genbench.errors import GenbenchError
+from genbench.fileio import atomic_path, cache_dir, digest_state, verified, write_digest
 
 META_NAME = "meta.json"
+
+
+class CacheWriteError(GenbenchError):
+    """The store could not be written (read-only folder, full disk, ...)."""
+
+
+def _write_failed(path: Path, exc: OSError) -> CacheWriteError:
+    return CacheWriteError(f"{path}: cannot write the cache ({exc.strerror or exc}); free some "
+                           "space, set GENBENCH_CACHE to a writable folder, or pass --no-cache")
 
 
 def content_key(payload: dict) -> str:
@@ -63,23 +78,33 @@ class ChunkStore:
         return self.root / f"chunk-{index:06d}.npz"
 
     def has_chunk(self, index: int) -> bool:
-        return self.chunk_path(index).is_file()
+        """Whether chunk ``index`` is present and intact (a damaged one is set aside)."""
+        return verified(self.chunk_path(index))
 
     def write_chunk(self, index: int, **arrays: np.ndarray) -> None:
-        with atomic_path(self.chunk_path(index)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        self._write_npz(self.chunk_path(index), arrays)
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Chunk ``index``, which ``has_chunk`` has verified."""
         return self._read(self.chunk_path(index))
 
     def chunk_numbers(self) -> list[int]:
         """Numbers of the chunks present, in order."""
         return sorted(int(p.stem.split("-")[1]) for p in self.root.glob("chunk-*.npz"))
 
+    def all_verified(self) -> bool:
+        """Whether every present chunk is intact (damaged ones are set aside)."""
+        return all([self.has_chunk(i) for i in self.chunk_numbers()])
+
     def iter_field(self, name: str) -> Iterator[np.ndarray]:
-        """One array of every present chunk, in chunk order."""
+        """One array of every present chunk, in chunk order, each checked against its
+        digest (a chunk damaged since the run began is an error asking for a rerun)."""
         for index in self.chunk_numbers():
-            with np.load(self.chunk_path(index)) as data:
+            path = self.chunk_path(index)
+            if digest_state(path) != "ok":
+                raise GenbenchError(f"{path}: changed or damaged while in use; run again "
+                                    "(the entry will be checked and recomputed)")
+            with np.load(path, allow_pickle=False) as data:
                 yield data[name]
 
     # whole-entry files
@@ -87,24 +112,44 @@ class ChunkStore:
         return self.root / name
 
     def write_arrays(self, name: str, **arrays: np.ndarray) -> None:
-        with atomic_path(self.path(name)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        self._write_npz(self.path(name), arrays)
 
-    def read_arrays(self, name: str) -> dict[str, np.ndarray]:
-        return self._read(self.path(name))
+    def read_arrays(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``name``, or None when it is missing or was damaged (set aside)."""
+        path = self.path(name)
+        return self._read(path) if verified(path) else None
 
     @property
     def complete(self) -> bool:
-        return self.path(META_NAME).is_file()
+        """Whether the entry's meta.json is present and intact."""
+        return verified(self.path(META_NAME))
 
-    def read_meta(self) -> dict:
-        return json.loads(self.path(META_NAME).read_text())
+    def read_meta(self) -> dict | None:
+        """meta.json, or None when it is missing or was damaged (set aside)."""
+        path = self.path(META_NAME)
+        if not verified(path):
+            return None
+        return json.loads(path.read_text())
 
     def write_meta(self, meta: dict) -> None:
         """Mark the entry complete (only the main process writes)."""
         if distributed.current().is_main:
-            with atomic_path(self.path(META_NAME)) as tmp:
-                tmp.write_text(json.dumps(meta, indent=1))
+            path = self.path(META_NAME)
+            try:
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps(meta, indent=1))
+                write_digest(path)
+            except OSError as exc:
+                raise _write_failed(path, exc) from None
+
+    @staticmethod
+    def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            write_digest(path)
+        except OSError as exc:
+            raise _write_failed(path, exc) from None
 
     @staticmethod
     def _read(path: Path) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from genbench.cas.recipes import Recipe, recipe_for
 from genbench.cas.train import Accuracy, evaluate_classifier, train_classifier
 from genbench.devices import resolve_device
 from genbench.errors import GenbenchError
-from genbench.fileio import cache_dir
+from genbench.fileio import cache_dir, verified, write_digest
 from genbench.generators import Generator, SeededSource, as_generator
 from genbench.report.outputs import try_plot, write_json
 from genbench.resolve import ResolveOptions, resolve_input
@@ -39,7 +39,7 @@ def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
                     desc: str, on_epoch_end=None) -> tuple[Accuracy, float]:
     """(accuracy on ``test``, training seconds); reuses ``run_dir``'s finished result."""
     result = run_dir / "result.json" if run_dir is not None else None
-    if result is not None and result.is_file():
+    if result is not None and verified(result):  # a damaged one is set aside
         saved = json.loads(result.read_text())
         return Accuracy(**saved["accuracy"]), saved["train_seconds"]
     start = time.perf_counter()
@@ -50,6 +50,7 @@ def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
     accuracy = evaluate_classifier(net, test, recipe, num_classes, device)
     if result is not None and distributed.current().is_main:
         write_json(result, {"accuracy": accuracy.to_dict(), "train_seconds": seconds})
+        write_digest(result)
     return accuracy, seconds
 
 

@@ -16,9 +16,11 @@ dicts only)::
     meta        what the run must match to resume from it (seed, batch size, ...)
 
 Every process gathers its sampler and RNG state to process 0, which alone writes (to a
-temporary file renamed into place, so a crash never leaves half a checkpoint); all processes
-then wait at a barrier. Resuming from it reproduces the uninterrupted run bit for bit (under
-the same world size and deterministic kernels).
+temporary file renamed into place, so a crash never leaves half a checkpoint, and its sha256
+beside it); all processes then wait at a barrier. A checkpoint that does not match its digest
+(or has none) is set aside with a warning and training starts again from the beginning: a
+damaged checkpoint is never resumed from. Resuming from a good one reproduces the
+uninterrupted run bit for bit (under the same world size and deterministic kernels).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from genbench import distributed
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_path
+from genbench.fileio import atomic_path, digest_state, set_aside, write_digest
 
 FORMAT = "genbench.training/1"
 
@@ -68,6 +70,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     if distributed.current().is_main:
         with atomic_path(path) as tmp:
             torch.save({"format": FORMAT, **asdict(checkpoint)}, tmp)
+        write_digest(path)
     distributed.barrier()
 
 
@@ -75,6 +78,14 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
     """The checkpoint at ``path`` (tensors on the CPU), or None when there is none."""
     path = Path(path)
     if not path.is_file():
+        return None
+    state_of_file = digest_state(path)
+    distributed.barrier()  # every process has looked before process 0 moves a bad file
+    if state_of_file != "ok":
+        if distributed.current().is_main:
+            set_aside(path, "does not match its recorded sha256" if state_of_file == "corrupt"
+                      else "has no recorded sha256 (an interrupted write, or another version)")
+        distributed.barrier()
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     found = state.get("format") if isinstance(state, dict) else None
