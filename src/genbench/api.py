@@ -16,7 +16,7 @@ from genbench.config import ExtractionConfig
 from genbench.errors import GenbenchError
 from genbench.evaluation import EvalResult, Evaluation, Pipeline, SideSummary
 from genbench.features import FeatureRun
-from genbench.report.outputs import try_plot, write_json
+from genbench.report.outputs import check_out_dir, try_plot, write_json
 from genbench.resolve import InputLike
 
 __all__ = ["FIDResult", "SideSummary", "compute_fid", "compute_statistics",
@@ -102,6 +102,7 @@ def evaluate(samples: InputLike, reference: InputLike, *,
     and matplotlib is installed, ``prd.png``. ``per_class`` adds per-class values when both
     inputs carry labels.
     """
+    check_out_dir(out_dir)
     session = Evaluation(reference, metrics=metrics, seed=seed, num_images=num_images,
                          per_class=per_class, config=ExtractionConfig.build(config, **options))
     result = session.score(samples)  # resolved (and checked) before the reference is read
@@ -122,6 +123,7 @@ def evaluate_models(models: Mapping[str, InputLike], reference: InputLike, *,
     if not models:
         raise GenbenchError("evaluate_models needs at least one model")
     start = time.perf_counter()
+    check_out_dir(out_dir)
     session = Evaluation(reference, metrics=metrics, seed=seed, num_images=num_images,
                          per_class=per_class, config=ExtractionConfig.build(config, **options))
     resolved = {name: session.resolve(source) for name, source in models.items()}

@@ -113,9 +113,9 @@ class Pipeline:
             raise GenbenchError(f"{resolved.source.describe()}: --num-images {num_images} but "
                                 f"the source has only {len(resolved.source)} images")
         if resolved.kind == "statistics":
-            self.check_statistics(resolved.statistics, resolved.notes)
+            self.check_statistics(resolved.statistics, resolved.notes, resolved.label)
         elif resolved.kind == "adm-batch" and self.uses_adm_statistics:
-            self.check_statistics(resolved.statistics, resolved.notes)
+            self.check_statistics(resolved.statistics, resolved.notes, resolved.label)
             resolved.notes.append(f"{resolved.label}: ADM reference batch: FID from its stored "
                                   "mu/sigma, the feature metrics from its arr_0 images (as "
                                   "ADM's evaluator)" + (
@@ -163,16 +163,21 @@ class Pipeline:
                               features=[resolved.features])
         return self.extract(resolved, num_images, desc)
 
-    def check_statistics(self, stats: FeatureStatistics, notes: list[str]) -> None:
+    def check_statistics(self, stats: FeatureStatistics, notes: list[str], where: str) -> None:
         """Refuse statistics made with another protocol; say what was assumed for files
-        that record none."""
+        that record no protocol or no network (their network is compared with the
+        extractor's in ``Evaluation.resolve``)."""
+        made_of = f" (of {stats.label})" if stats.label and stats.label != where else ""
         if stats.protocol is None:
-            notes.append(f"{stats.label}: statistics file does not record its protocol "
+            notes.append(f"{where}: statistics file does not record its protocol "
                          f"(pytorch-fid/TTUR/ADM file?); assumed {self.protocol.name!r}")
         elif stats.protocol != self.protocol.name:
-            raise GenbenchError(f"{stats.label}: statistics were computed with protocol "
+            raise GenbenchError(f"{where}: statistics{made_of} were computed with protocol "
                                 f"{stats.protocol!r}, not {self.protocol.name!r}; pass "
                                 f"--protocol {stats.protocol} or recompute them")
+        if stats.extractor is None:
+            notes.append(f"{where}: statistics file does not record its network; assumed "
+                         f"{self.extractor_name!r} ({self.protocol.name} protocol)")
 
 
 @dataclass

@@ -47,7 +47,7 @@ from genbench.sources import (
     NpzSource,
     ZipSource,
 )
-from genbench.stats import FeatureStatistics, load_statistics
+from genbench.stats import FeatureStatistics, load_statistics, validate_statistics
 
 InputLike = object  # anything resolve_input accepts (see the module docstring)
 
@@ -104,7 +104,8 @@ def resolve_input(spec: InputLike, options: ResolveOptions | None = None) -> Res
             return _generator(spec.generator, options)
         return spec
     if isinstance(spec, FeatureStatistics):
-        return _statistics(spec, options)
+        validate_statistics(spec, str(spec.label or "statistics"))
+        return _statistics(spec, options, str(spec.label or "statistics"))
     if isinstance(spec, Generator):
         return _generator(spec, options)
     if isinstance(spec, ImageSource):
@@ -160,12 +161,21 @@ def _npz(path: Path, options: ResolveOptions) -> ResolvedInput:
     except (zipfile.BadZipFile, OSError) as exc:
         raise GenbenchError(f"{path}: not a readable .npz file ({exc})") from None
     has_stats = {"mu.npy", "sigma.npy"} <= names
+    if len({"mu.npy", "sigma.npy"} & names) == 1:
+        have, lack = ("mu", "sigma") if "mu.npy" in names else ("sigma", "mu")
+        raise GenbenchError(f"{path}: has '{have}' but no '{lack}'; a statistics file holds "
+                            "both (and an ADM batch arr_0 as well)")
+    if not has_stats and "arr_0.npy" not in names:
+        found = ", ".join(sorted(n.removesuffix(".npy") for n in names)) or "nothing"
+        raise GenbenchError(f"{path}: holds neither images (arr_0) nor statistics (mu, "
+                            f"sigma), found {found}")
     if has_stats and "arr_0.npy" in names:
         stats = load_statistics(path)
         source = NpzSource(path)
-        return ResolvedInput("adm-batch", str(path), statistics=stats, source=source)
+        return ResolvedInput("adm-batch", str(path), statistics=stats, source=source,
+                             notes=list(stats.extra.get("notes", [])))
     if has_stats:
-        return _statistics(load_statistics(path), options)
+        return _statistics(load_statistics(path), options, str(path))
     return ResolvedInput("images", str(path), source=NpzSource(path))
 
 
@@ -190,7 +200,7 @@ def _features(array: np.ndarray, label: str, options: ResolveOptions) -> Resolve
             raise GenbenchError(f"{label}: --num-images {options.num_images} but the array "
                                 f"has only {len(array)} rows")
         array = array[:options.num_images]
-    features = np.asarray(array, dtype=np.float32)
+    features = np.array(array, dtype=np.float32)  # a writable copy, not the read-only map
     if features.shape[0] < 2 or features.shape[1] < 1:
         raise GenbenchError(f"{label}: need at least 2 feature rows, got shape "
                             f"{features.shape}")
@@ -199,12 +209,12 @@ def _features(array: np.ndarray, label: str, options: ResolveOptions) -> Resolve
     return ResolvedInput("features", label, features=features)
 
 
-def _statistics(stats: FeatureStatistics, options: ResolveOptions) -> ResolvedInput:
-    notes = []
+def _statistics(stats: FeatureStatistics, options: ResolveOptions, label: str) -> ResolvedInput:
+    notes = list(stats.extra.get("notes", []))
     if options.num_images is not None:
-        notes.append(f"{stats.label}: --num-images does not apply to a statistics file "
+        notes.append(f"{label}: --num-images does not apply to a statistics file "
                      f"(its {stats.num_samples or 'unrecorded number of'} samples are used)")
-    return ResolvedInput("statistics", str(stats.label), statistics=stats, notes=notes)
+    return ResolvedInput("statistics", label, statistics=stats, notes=notes)
 
 
 def _generator(generator: Generator, options: ResolveOptions) -> ResolvedInput:

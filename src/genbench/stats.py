@@ -66,6 +66,7 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
         with np.load(path, allow_pickle=False) as data:
             if "mu" not in data or "sigma" not in data:
                 raise GenbenchError(f"{path}: no 'mu' and 'sigma' arrays; not a statistics file")
+            stored_dtypes = {str(data["mu"].dtype), str(data["sigma"].dtype)}
             mu = np.asarray(data["mu"], dtype=np.float64)
             sigma = np.asarray(data["sigma"], dtype=np.float64)
             meta = {k: str(data[k]) for k in _META_KEYS if k in data}
@@ -75,11 +76,42 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
                             "genbench never loads pickled arrays") from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise GenbenchError(f"{path}: not a readable .npz file ({exc})") from None
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise GenbenchError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; "
-                            "expected (d,) and (d, d)")
     meta.setdefault("label", str(path))
-    return FeatureStatistics(mu, sigma, num_samples=n, **meta)
+    stats = FeatureStatistics(mu, sigma, num_samples=n, **meta)
+    notes = validate_statistics(stats, str(path))
+    lower = sorted(d for d in stored_dtypes if d != "float64")
+    if lower:
+        notes.append(f"{path}: statistics stored as {', '.join(lower)}, not float64: FID may "
+                     "differ from one computed in float64 in its last digits")
+    stats.extra["notes"] = notes
+    return stats
+
+
+def validate_statistics(stats: FeatureStatistics, where: str) -> list[str]:
+    """Refuse statistics no data set can have (a GenbenchError naming ``where``): shapes that
+    do not fit, values that are not finite, N < 2, a covariance that is not symmetric or not
+    positive semi-definite (eigenvalues below −1e-6 of the largest variance). Returns notes."""
+    mu, sigma = stats.mu, stats.sigma
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]) or mu.shape[0] < 1:
+        raise GenbenchError(f"{where}: mu has shape {mu.shape} and sigma {sigma.shape}; "
+                            "expected (d,) and (d, d)")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise GenbenchError(f"{where}: mu or sigma contain NaN or infinite values")
+    if stats.num_samples is not None and stats.num_samples < 2:
+        raise GenbenchError(f"{where}: records {stats.num_samples} samples; a covariance "
+                            "needs at least 2")
+    scale = max(float(np.abs(np.diag(sigma)).max()), np.finfo(np.float64).tiny)
+    asymmetry = float(np.abs(sigma - sigma.T).max())
+    if asymmetry > 1e-6 * scale:
+        raise GenbenchError(f"{where}: sigma is not symmetric (largest |sigma - sigma.T| "
+                            f"{asymmetry:.3g}); not a covariance matrix")
+    try:
+        np.linalg.cholesky(0.5 * (sigma + sigma.T) + 1e-6 * scale * np.eye(len(sigma)))
+    except np.linalg.LinAlgError:
+        low = float(np.linalg.eigvalsh(0.5 * (sigma + sigma.T))[0])
+        raise GenbenchError(f"{where}: sigma is not positive semi-definite (smallest "
+                            f"eigenvalue {low:.3g}); not a covariance matrix") from None
+    return []
 
 
 class StreamingMoments:

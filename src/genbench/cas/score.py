@@ -22,7 +22,7 @@ from genbench.devices import resolve_device
 from genbench.errors import GenbenchError
 from genbench.fileio import cache_dir, verified, write_digest
 from genbench.generators import Generator, SeededSource, as_generator
-from genbench.report.outputs import try_plot, write_json
+from genbench.report.outputs import check_out_dir, try_plot, write_json
 from genbench.resolve import ResolveOptions, resolve_input
 from genbench.sources import ImageSource
 
@@ -52,6 +52,35 @@ def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
         write_json(result, {"accuracy": accuracy.to_dict(), "train_seconds": seconds})
         write_digest(result)
     return accuracy, seconds
+
+
+def _real_classes(train: LabelledImages, test: LabelledImages) -> int:
+    """The number of classes of the real data, checked before any training: the training
+    set's labels must be 0..K-1 with every class present (K = len(class names) when the data
+    name its classes), and the test set's must be among them."""
+    labels = train.labels.numpy()
+    if labels.min() < 0:
+        raise GenbenchError(f"real train {train.name}: negative label(s) "
+                            f"{', '.join(map(str, np.unique(labels[labels < 0])[:10]))}; "
+                            "classes are numbered 0..K-1")
+    k = len(train.class_names) if train.class_names else int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=k)
+    if len(counts) > k:
+        raise GenbenchError(f"real train {train.name}: label(s) "
+                            f"{', '.join(map(str, np.unique(labels[labels >= k])[:10]))} "
+                            f"beyond its {k} named classes")
+    absent = np.flatnonzero(counts == 0)
+    if len(absent):
+        shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
+        raise GenbenchError(f"real train {train.name}: no examples of class(es) {shown} among "
+                            f"labels 0..{k - 1}; a stray label? classes must be numbered "
+                            "0..K-1, every one present in the training set")
+    test_labels = test.labels.numpy()
+    stray = np.unique(test_labels[(test_labels < 0) | (test_labels >= k)])
+    if len(stray):
+        raise GenbenchError(f"real test {test.name}: label(s) {', '.join(map(str, stray[:10]))}"
+                            f" are not classes of the real training set (0..{k - 1})")
+    return k
 
 
 def _check_labels(samples: LabelledImages, num_classes: int, class_names) -> list[str]:
@@ -108,6 +137,7 @@ def classification_accuracy_score(
     start = time.perf_counter()
     notes: list[str] = []
     device = resolve_device(device)
+    check_out_dir(out_dir)
     # every input is resolved before any is loaded: a bad one stops the run at once
     samples_in = _resolved(samples, "samples")
     train_in, test_in = _resolved(real_train, "real train"), _resolved(real_test, "real test")
@@ -119,7 +149,7 @@ def classification_accuracy_score(
     test = test_in if isinstance(test_in, LabelledImages) else \
         load_labelled(test_in, "real test", progress)
     class_names = train.class_names
-    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    num_classes = _real_classes(train, test)
     if test.size != train.size:
         test = test.resized(train.size)
     recipe_obj = recipe_for(recipe, min(train.size)).with_options(**(recipe_options or {}))

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenbenchError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be written or read: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"genbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("genbench: interrupted; finished chunks are cached and the next run resumes",
               file=sys.stderr)

@@ -13,6 +13,7 @@ from genbench.cli.options import add_extraction_options, extraction_config
 from genbench.errors import GenbenchError
 from genbench.evaluation import Pipeline
 from genbench.metrics.registry import METRICS
+from genbench.report.outputs import check_out_dir
 from genbench.report.text import eval_lines, fid_text, models_text
 
 INPUTS = ("a folder, .zip, ADM-style .npz (images, or images with stored statistics), .npy "
@@ -75,6 +76,10 @@ def _stats_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stats(args: argparse.Namespace) -> dict:
     output = Path(args.output)
+    if output.is_dir():
+        raise GenbenchError(f"-o {output}: is a folder; name the statistics file to write "
+                            "(*.npz)")
+    check_out_dir(output.parent, "-o")
     if output.exists() and not args.force:
         raise GenbenchError(f"{output}: exists; pass --force to overwrite it or choose "
                             "another -o")

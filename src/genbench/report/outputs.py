@@ -8,9 +8,24 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from genbench.errors import GenbenchError
 from genbench.fileio import atomic_path
 
 PLOT_EXTRA_HINT = "pip install 'genbench[plot]'"
+
+
+def check_out_dir(path: str | os.PathLike | None, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that cannot be one (an existing file, or
+    under a file)."""
+    if path is None:
+        return
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise GenbenchError(f"{option} {path}: {p} is a file, not a folder; choose another "
+                                "output folder")
+        if p.exists():
+            break
 
 
 def write_json(path: str | os.PathLike, record: dict) -> Path:
