@@ -3,8 +3,10 @@ and generator callables (a model scored without writing files)."""
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +15,14 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.fileio import file_digest
-from genbench.sources.base import ImageSource, array_digest, float_to_uint8, to_rgb_hwc
+from genbench.sources.base import (
+    ImageSource,
+    array_digest,
+    display_path,
+    float_to_uint8,
+    max_array_bytes,
+    to_rgb_hwc,
+)
 
 
 def _channels_last(arr, layout: str, where: str):
@@ -80,36 +89,71 @@ class ArraySource(ImageSource):
         return self.name
 
 
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from the ``.npy`` header at ``f``'s position."""
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    return read_header(f)
+
+
+def _pickled(path: Path, name: str) -> GenbenchError:
+    return GenbenchError(f"{display_path(path)}: {name} holds pickled objects; genbench never "
+                         "unpickles data, save plain arrays with np.savez")
+
+
 def _open_npz_member(path: Path, member: str) -> np.ndarray:
-    """Memory-map ``member`` of an uncompressed .npz (np.savez); load it if compressed.
-    Pickled object arrays are refused."""
+    """Memory-map ``member`` of an uncompressed .npz (np.savez); load it if compressed, after
+    checking from its header that it fits ``max_array_bytes()``. Pickled object arrays,
+    encrypted members and truncated data are refused (GenbenchError)."""
+    name = member[:-len(".npy")]
+    where = f"{display_path(path)}: {name}"
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo(member)
+        if info.flag_bits & 0x1:
+            raise GenbenchError(f"{where} is encrypted (password-protected); save the batch "
+                                "with np.savez")
         if info.compress_type == zipfile.ZIP_STORED:
             with open(path, "rb") as f:
                 f.seek(info.header_offset)
                 local = f.read(30)
                 name_len = int.from_bytes(local[26:28], "little")
                 extra_len = int.from_bytes(local[28:30], "little")
-                f.seek(info.header_offset + 30 + name_len + extra_len)
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(f)
+                start = info.header_offset + 30 + name_len + extra_len
+                f.seek(start)
+                shape, fortran, dtype = _npy_header(f)
                 offset = f.tell()
             if dtype.hasobject:
-                raise ValueError("object arrays cannot be loaded when allow_pickle=False")
-            if not shape or np.prod(shape) == 0:
+                raise _pickled(path, name)
+            if offset - start + math.prod(shape) * dtype.itemsize > info.file_size:
+                raise GenbenchError(f"{where}: the array is truncated (its header declares "
+                                    f"shape {tuple(shape)} {dtype}, more than the file holds);"
+                                    " save the batch again")
+            if not shape or math.prod(shape) == 0:
                 return np.zeros(shape, dtype=dtype)
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
                              order="F" if fortran else "C")
-    with np.load(path, allow_pickle=False) as data:
-        return data[member[:-len(".npy")]]
+        with zf.open(info) as f:
+            shape, _, dtype = _npy_header(f)
+        if dtype.hasobject:
+            raise _pickled(path, name)
+        nbytes, limit = math.prod(shape) * dtype.itemsize, max_array_bytes()
+        if nbytes > limit:
+            raise GenbenchError(
+                f"{where} is stored compressed and would take {nbytes:,} bytes in memory "
+                f"(shape {tuple(shape)} {dtype}), over the limit of {limit:,} "
+                "(GENBENCH_MAX_ARRAY_BYTES); store the batch uncompressed (np.savez, not "
+                "np.savez_compressed) so it can be memory-mapped, or raise "
+                "GENBENCH_MAX_ARRAY_BYTES if you trust the file")
+        with zf.open(info) as f:  # reads exactly the declared shape, in bounded blocks
+            return np.lib.format.read_array(f, allow_pickle=False)
 
 
 class NpzSource(ArraySource):
     """ADM-style batch: ``arr_0`` N×H×W×C uint8 (C = 1 or 3), ``arr_1`` labels when present.
-    Uncompressed files are memory-mapped, so a 50k-image batch is not read into memory."""
+    Uncompressed files (np.savez) are memory-mapped, so a 50k-image batch is not read into
+    memory; compressed ones (np.savez_compressed) are loaded, after checking the size their
+    ``.npy`` header declares against ``GENBENCH_MAX_ARRAY_BYTES`` (default 4 GiB)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -122,11 +166,10 @@ class NpzSource(ArraySource):
                                     "); an ADM-style batch stores images as arr_0")
             images = _open_npz_member(self.path, "arr_0.npy")
             labels = _open_npz_member(self.path, "arr_1.npy") if "arr_1.npy" in names else None
-        except ValueError as exc:
-            raise GenbenchError(f"{self.path}: holds pickled objects ({exc}); genbench never "
-                                "unpickles data, save plain arrays with np.savez") from None
-        except (zipfile.BadZipFile, OSError, KeyError) as exc:
-            raise GenbenchError(f"{self.path}: not a readable .npz file ({exc})") from None
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error,
+                NotImplementedError, RuntimeError) as exc:
+            raise GenbenchError(f"{display_path(self.path)}: not a readable .npz file "
+                                f"({display_path(str(exc) or type(exc).__name__)})") from None
         _check_uint8_nhwc(images, self.path)
         super().__init__(images, labels, layout="NHWC", name=str(self.path))
 
@@ -142,10 +185,14 @@ class NpySource(ArraySource):
         try:
             images = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
-            raise GenbenchError(f"{self.path}: holds pickled objects ({exc}); genbench never "
-                                "unpickles data") from None
+            if "pickle" not in str(exc):  # e.g. truncated: the header asks for more data
+                raise GenbenchError(f"{display_path(self.path)}: not a readable .npy file "
+                                    f"({exc})") from None
+            raise GenbenchError(f"{display_path(self.path)}: holds pickled objects ({exc}); "
+                                "genbench never unpickles data") from None
         except OSError as exc:
-            raise GenbenchError(f"{self.path}: not a readable .npy file ({exc})") from None
+            raise GenbenchError(f"{display_path(self.path)}: not a readable .npy file "
+                                f"({exc})") from None
         _check_uint8_nhwc(images, self.path)
         super().__init__(images, layout="NHWC", name=str(self.path))
 

@@ -3,18 +3,97 @@
 Every source yields H×W×3 uint8 numpy arrays (any size; mixed sizes are fine). Grayscale is
 repeated to three channels; alpha is dropped and palettes expanded (as PIL's ``convert('RGB')``,
 which pytorch-fid and clean-fid use); floats are rounded, never truncated.
+
+Limits on hostile input, each raisable by an environment variable (a whole number; ``_``
+separators allowed, e.g. ``GENBENCH_MAX_PIXELS=400_000_000``):
+
+``GENBENCH_MAX_PIXELS``        pixels per image, checked from the file's header before any
+                               pixel is decoded (default 8192 × 8192 = 64 Mi pixels). Above
+                               Pillow's own ``Image.MAX_IMAGE_PIXELS`` it raises that too.
+``GENBENCH_MAX_MEMBER_BYTES``  declared uncompressed size of an image inside a zip (default
+                               256 MiB), checked before the member is read.
+``GENBENCH_MAX_ARRAY_BYTES``   in-memory size of a *compressed* ``.npz`` array (default 4 GiB),
+                               from its ``.npy`` header before it is decompressed (uncompressed
+                               ``np.savez`` files are memory-mapped and have no limit).
+
+An image over a limit raises ``ImageTooLargeError``, a ``BadImageError``: ``--skip-bad``
+skips and counts it like an undecodable file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from genbench.errors import GenbenchError
+from genbench.errors import BadImageError, GenbenchError
+
+DEFAULT_MAX_PIXELS = 8192 * 8192
+DEFAULT_MAX_MEMBER_BYTES = 256 << 20
+DEFAULT_MAX_ARRAY_BYTES = 4 << 30
+
+
+def _env_limit(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise GenbenchError(f"{name}={raw!r}: expected a whole number >= 1 (unset it for the "
+                            f"default, {default})")
+    return value
+
+
+def max_pixels() -> int:
+    """Most pixels (width × height) genbench decodes per image: ``$GENBENCH_MAX_PIXELS``."""
+    return _env_limit("GENBENCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+
+
+def max_member_bytes() -> int:
+    """Largest declared uncompressed size of a zip member: ``$GENBENCH_MAX_MEMBER_BYTES``."""
+    return _env_limit("GENBENCH_MAX_MEMBER_BYTES", DEFAULT_MAX_MEMBER_BYTES)
+
+
+def max_array_bytes() -> int:
+    """Largest compressed .npz array loaded into memory: ``$GENBENCH_MAX_ARRAY_BYTES``."""
+    return _env_limit("GENBENCH_MAX_ARRAY_BYTES", DEFAULT_MAX_ARRAY_BYTES)
+
+
+class ImageTooLargeError(BadImageError):
+    """An image (or zip member) over one of the limits above; ``--skip-bad`` skips these."""
+
+    def __init__(self, location: str, what: str, limit: int, env: str,
+                 owner: str = "genbench's") -> None:
+        GenbenchError.__init__(
+            self, f"{location}: {what}, over {owner} limit of {limit:,} ({env}); refusing "
+                  f"to decode it (a decompression bomb?): if you trust the file, raise {env}, "
+                  "or pass --skip-bad to skip such files")
+        self.location = location
+
+
+def display_path(path: str | bytes | os.PathLike) -> str:
+    """``path`` for a one-line message: undecodable bytes of a file name (held as surrogate
+    escapes, see ``os.fsdecode``) shown as ``\\xe9``, control and other unprintable
+    characters as Python escapes, so printing the message never fails or breaks the line."""
+    text = os.fsdecode(os.fspath(path))
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":  # a byte that was not valid UTF-8 (surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
 
 
 class ImageSource(ABC):
