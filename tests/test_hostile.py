@@ -252,3 +252,18 @@ def test_feature_arrays_give_no_torch_warnings(fresh_cache, tmp_path):
                       progress=False)
     assert not [n for n in record["notes"] if "writable" in n]
     assert torch.isfinite(torch.tensor(record["metrics"]["fid"]["value"]))
+
+
+def test_labels_must_be_class_indices(fresh_cache, tmp_path, image_sets):
+    a, b = image_sets
+    np.savez(tmp_path / "r.npz", b, np.repeat(np.arange(4), 10))
+    np.savez(tmp_path / "half.npz", a, np.repeat(np.arange(4), 10) + 0.5)
+    with pytest.raises(GenbenchError, match=r"half\.npz: labels must be whole numbers.*0\.5"):
+        evaluate(str(tmp_path / "half.npz"), str(tmp_path / "r.npz"), per_class=True, **OPTS)
+    np.savez(tmp_path / "neg.npz", a, np.repeat(np.arange(4), 10) - 1)
+    with pytest.raises(GenbenchError, match=r"neg\.npz: negative label\(s\) -1"):
+        evaluate(str(tmp_path / "neg.npz"), str(tmp_path / "r.npz"), per_class=True, **OPTS)
+    np.savez(tmp_path / "whole.npz", a, np.repeat(np.arange(4), 10).astype(np.float32))
+    record = evaluate(str(tmp_path / "whole.npz"), str(tmp_path / "r.npz"), metrics="fid",
+                      per_class=True, **OPTS)
+    assert set(record["per_class"]) == {"0", "1", "2", "3"}

@@ -18,6 +18,7 @@ from genbench.fileio import file_digest
 from genbench.sources.base import (
     ImageSource,
     array_digest,
+    class_labels,
     display_path,
     float_to_uint8,
     max_array_bytes,
@@ -74,7 +75,7 @@ class ArraySource(ImageSource):
             if labels.shape != (len(nhwc),):
                 raise GenbenchError(f"{name}: labels have shape {labels.shape}, expected "
                                     f"({len(nhwc)},)")
-            self.labels = labels.astype(np.int64)
+            self.labels = class_labels(labels, name)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -127,6 +127,27 @@ class ImageSource(ABC):
         """A short human-readable name (path, data set name ...)."""
 
 
+def class_labels(labels: np.ndarray, where: str) -> np.ndarray:
+    """Class labels as int64, refused unless they are whole numbers >= 0 (floats are never
+    truncated: 2.7 is an error, 3.0 is 3)."""
+    labels = np.asarray(labels)
+    if labels.dtype == bool or not (np.issubdtype(labels.dtype, np.integer)
+                                    or np.issubdtype(labels.dtype, np.floating)):
+        raise GenbenchError(f"{where}: labels must be integers, got {labels.dtype}")
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            bad = labels[~whole][:5]
+            raise GenbenchError(f"{where}: labels must be whole numbers (class indices), got "
+                                f"{', '.join(map(str, bad))}")
+    out = labels.astype(np.int64)
+    if len(out) and out.min() < 0:
+        raise GenbenchError(f"{where}: negative label(s) "
+                            f"{', '.join(map(str, np.unique(out[out < 0])[:5]))}; classes are "
+                            "numbered from 0")
+    return out
+
+
 def float_to_uint8(x: np.ndarray | torch.Tensor, value_range: str = "auto") -> np.ndarray:
     """Round float images to uint8. ``value_range``: '0,1', '-1,1' or 'auto' (values below 0
     mean [-1, 1]). Values are clamped to the range; rounding is half-to-even (np.rint)."""
