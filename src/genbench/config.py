@@ -27,6 +27,7 @@ class ExtractionConfig:
     skip_bad: bool = False
     progress: bool = True
     chunk_size: int = CHUNK_SIZE
+    trust_pickle: bool = False  # let a --weights pickle run its own code (NVlabs' .pkl)
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or self.batch_size < 1:

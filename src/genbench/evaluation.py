@@ -76,7 +76,7 @@ class Pipeline:
             c = self.config
             self._extractor = EXTRACTORS.lookup(self.extractor_name)(
                 weights=c.weights, device=self.device, compile=c.compile,
-                batch_size=c.batch_size)
+                batch_size=c.batch_size, use_cache=c.use_cache, trust_pickle=c.trust_pickle)
         return self._extractor
 
     @property

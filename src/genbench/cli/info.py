@@ -12,6 +12,13 @@ def _weights_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, metavar="PATH")
     parser.add_argument("--download", action="store_true",
                         help="fetch the official pytorch-fid file (needs the internet)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="let a --weights file that only its own code can rebuild (NVlabs' "
+                             ".pkl) be unpickled: that runs code from the file, so only for "
+                             "files you trust")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="convert the weights in memory; neither read nor write the "
+                             "converted copy in the cache")
 
 
 def _weights(args: argparse.Namespace) -> dict:
@@ -21,9 +28,15 @@ def _weights(args: argparse.Namespace) -> dict:
     )
     if args.download:
         download_pytorch_fid_weights()
-    w = load_inception_weights(args.weights)
+    w = load_inception_weights(args.weights, cache=not args.no_cache,
+                               trust_pickle=args.trust_pickle)
+    converted = {
+        "verified": f"{w.converted_path} (sha256 verified)",
+        "written": f"{w.converted_path} (converted now, sha256 recorded)",
+    }.get(w.cache_state, "none (converted in memory, nothing cached)")
     return {"text": f"{w.source_path}\n  layout {w.layout}, sha256 {w.source_sha256}, "
-                    f"classifier (logits) {'yes' if w.has_logits else 'no'}"}
+                    f"classifier (logits) {'yes' if w.has_logits else 'no'}\n"
+                    f"  converted copy {converted}"}
 
 
 def _protocols(args: argparse.Namespace) -> dict:

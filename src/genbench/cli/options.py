@@ -37,11 +37,14 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(group)
     group.add_argument("--weights", default=None, metavar="PATH",
                        help="Inception weights file (also $GENBENCH_INCEPTION_WEIGHTS)")
+    group.add_argument("--trust-pickle", action="store_true",
+                       help="let a --weights pickle that only its own code can rebuild "
+                            "(NVlabs' .pkl) be unpickled: that runs code from the file")
     group.add_argument("--extractor", default=DEFAULT_EXTRACTOR, choices=sorted(EXTRACTORS))
     group.add_argument("--compile", default="auto", choices=sorted(COMPILE_CHOICES),
                        help="torch.compile the network (auto: where a compiler/GPU exists)")
     group.add_argument("--no-cache", action="store_true",
-                       help="neither read nor write the feature cache")
+                       help="neither read nor write the cache (features, converted weights)")
     group.add_argument("--skip-bad", action="store_true",
                        help="skip undecodable images (counted and reported) instead of "
                             "stopping")
@@ -56,4 +59,4 @@ def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
         protocol=args.protocol, extractor=args.extractor, weights=args.weights,
         device=args.device, batch_size=args.batch_size, compile=COMPILE_CHOICES[args.compile],
         use_cache=not args.no_cache, skip_bad=args.skip_bad, progress=not args.quiet,
-        chunk_size=args.chunk_size)
+        chunk_size=args.chunk_size, trust_pickle=args.trust_pickle)

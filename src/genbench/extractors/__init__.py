@@ -84,8 +84,10 @@ class InceptionExtractor(FeatureExtractor):
 
     def __init__(self, weights: str | None = None, device: str | torch.device = "cpu",
                  compile: str | bool = "auto", batch_size: int = 50,
-                 fold_batch_norm: bool = True) -> None:
-        self.weights: InceptionWeights = load_inception_weights(weights)
+                 fold_batch_norm: bool = True, use_cache: bool = True,
+                 trust_pickle: bool = False) -> None:
+        self.weights: InceptionWeights = load_inception_weights(
+            weights, cache=use_cache, trust_pickle=trust_pickle)
         self._device = torch.device(device)
         self.batch_size = batch_size
         self.fold = fold_batch_norm
@@ -194,9 +196,8 @@ class ModuleExtractor(FeatureExtractor):
 
 @dataclass(frozen=True)
 class ExtractorEntry:
-    """A registered extractor: its factory ``factory(weights=, device=, compile=,
-    batch_size=)`` and what is known before it is built (so that statistics files can be
-    compared without loading weights)."""
+    """A registered extractor: its factory (see ``register_extractor``) and what is known
+    before it is built (so that statistics files can be compared without loading weights)."""
 
     factory: Callable[..., FeatureExtractor]
     default_protocol: str = DEFAULT_PROTOCOL
@@ -213,8 +214,9 @@ DEFAULT_EXTRACTOR = "inception"
 def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
                        default_protocol: str = DEFAULT_PROTOCOL,
                        input_size: int = INCEPTION_SIZE) -> None:
-    """Make ``factory(weights=, device=, compile=, batch_size=)`` available as
-    ``--extractor name`` (a factory may ignore options it has no use for)."""
+    """Make ``factory(weights=, device=, compile=, batch_size=, use_cache=, trust_pickle=)``
+    available as ``--extractor name`` (a factory may ignore options it has no use for;
+    ``use_cache=False`` must write nothing to the cache)."""
     EXTRACTORS.register(name, ExtractorEntry(factory, default_protocol, input_size))
 
 
