@@ -108,6 +108,9 @@ class Pipeline:
         if resolved.kind == "generator" and resolved.source is None:
             raise GenbenchError(f"{resolved.label}: a generator needs the number of images to "
                                 "draw (--num-images N, num_images=N)")
+        if resolved.source is not None and len(resolved.source) < 2:
+            raise GenbenchError(f"{resolved.source.describe()}: need at least 2 images, found "
+                                f"{len(resolved.source)}")
         if resolved.source is not None and num_images is not None \
                 and num_images > len(resolved.source):
             raise GenbenchError(f"{resolved.source.describe()}: --num-images {num_images} but "

@@ -114,7 +114,8 @@ def _to_uint8_batch(images: list[np.ndarray], device: torch.device) -> torch.Ten
     if all(img.shape == images[0].shape for img in images):
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         return batch.to(device) if device.type != "cpu" else batch
-    return [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
+    # copies: a decoded image may be a read-only view, which torch warns about
+    return [torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1) for img in images]
 
 
 def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
