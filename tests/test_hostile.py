@@ -49,8 +49,11 @@ def test_damaged_chunk_is_set_aside_and_recomputed(fresh_cache, images):
     entry = first.cache_entry
     chunk = entry / "chunk-000001.npz"
     _flip(chunk)
+    # statistics alone come from the intact stats.npz; the chunks are checked when read
+    assert _run(ArraySource(images)).statistics.sigma.tolist() == \
+        first.statistics.sigma.tolist()
     with pytest.warns(UserWarning, match=r"chunk-000001\.npz: does not match its recorded"):
-        again = _run(ArraySource(images))
+        again = _run(ArraySource(images), keep_features=True)
     assert again.extracted == 10  # only the damaged chunk
     np.testing.assert_allclose(again.statistics.sigma, clean.statistics.sigma, rtol=1e-12)
     assert (entry / "chunk-000001.npz.corrupt").is_file()
@@ -85,7 +88,7 @@ def test_statistics_of_few_images_are_not_stored(fresh_cache, images):
 
 def test_unwritable_cache_runs_uncached_with_one_warning(fresh_cache, images, monkeypatch,
                                                          image_sets):
-    def full_disk(path):
+    def full_disk(path, digest=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr("genbench.store.write_digest", full_disk)
@@ -267,3 +270,53 @@ def test_labels_must_be_class_indices(fresh_cache, tmp_path, image_sets):
     record = evaluate(str(tmp_path / "whole.npz"), str(tmp_path / "r.npz"), metrics="fid",
                       per_class=True, **OPTS)
     assert set(record["per_class"]) == {"0", "1", "2", "3"}
+
+
+def test_extractor_factories_get_the_options_they_take(fresh_cache, image_sets):
+    """A factory written for the first documented options still works."""
+    from genbench.extractors import register_extractor
+
+    seen = {}
+
+    def old_style(weights=None, device="cpu", compile="auto", batch_size=50):
+        seen.update(weights=weights, batch_size=batch_size)
+        return EXTRACTORS["tiny-test"]()
+
+    register_extractor("old-style-test", old_style)
+    a, b = image_sets
+    record = evaluate(a, b, metrics="fid", extractor="old-style-test", batch_size=7,
+                      progress=False)
+    assert seen == {"weights": None, "batch_size": 7} and record["metrics"]["fid"]["value"] > 0
+
+
+def test_cas_without_a_content_key_reuses_nothing(fresh_cache, tmp_path):
+    """Two different unidentified generators with the same --out: the second is trained,
+    not served the first one's result."""
+    from genbench import FunctionGenerator
+    from genbench.cas import classification_accuracy_score, load_labelled
+
+    data = load_labelled("digits", "digits", progress=False)
+    pools = {c: data.images[data.labels == c] for c in range(10)}
+
+    def good(seeds, labels):
+        return torch.stack([pools[int(c)][int(s) % len(pools[int(c)])]
+                            for s, c in zip(seeds, labels, strict=True)])
+
+    def wrong(seeds, labels):  # images of the next class: a useless model
+        return good(seeds, (np.asarray(labels) + 1) % 10)
+
+    kwargs = {"real_train": data, "real_test": data, "recipe": "small-resnet",
+              "recipe_options": {"epochs": 2, "width": 8}, "progress": False,
+              "out_dir": tmp_path / "out"}
+    first = classification_accuracy_score(FunctionGenerator(good, num_classes=10), **kwargs)
+    second = classification_accuracy_score(FunctionGenerator(wrong, num_classes=10), **kwargs)
+    assert second["cas"]["top1"] < 0.2 < first["cas"]["top1"]
+
+
+def test_fid_of_singular_high_dimensional_statistics_with_themselves():
+    from genbench.metrics.fid import frechet_distance
+
+    x = np.random.default_rng(3).standard_normal((100, 2048)) * 3.0  # N < d: singular
+    mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+    value = frechet_distance(mu, sigma, mu, sigma)
+    assert 0.0 <= value < 1e-6 * np.trace(sigma)

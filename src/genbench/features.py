@@ -34,7 +34,7 @@ from genbench.extractors import FeatureExtractor
 from genbench.protocols import INCEPTION_SIZE, Protocol
 from genbench.sources import ImageSource
 from genbench.stats import FeatureStatistics, StreamingMoments
-from genbench.store import CacheWriteError, ChunkStore, my_chunks
+from genbench.store import CacheWriteError, ChunkStore, chunk_ranges, my_chunks
 
 CHUNK_SIZE = 500
 CACHE_VERSION = 2  # 2: digests beside every file, statistics stored only when N >= dim
@@ -54,16 +54,18 @@ class FeatureRun:
     cache_entry: Path | None = None
     features: list[np.ndarray] | None = None  # kept in memory when the source is uncached
     labels: np.ndarray | None = None  # class of each feature row, when the source has labels
+    num_chunks: int | None = None     # chunks of the cache entry
 
     def iter_features(self) -> Iterator[np.ndarray]:
-        """Features chunk by chunk (float32), in source order (from the cache or memory)."""
+        """Features chunk by chunk (float32), in source order (from the cache or memory;
+        cached chunks are checked against their digests as they are read)."""
         if self.features is not None:
             yield from self.features
             return
         if self.cache_entry is None:
             raise GenbenchError("features of an uncached source were not kept; give the "
                                 "source a cache key or enable the cache")
-        yield from ChunkStore(self.cache_entry).iter_field("features")
+        yield from ChunkStore(self.cache_entry).iter_field("features", self.num_chunks)
 
 
 def cache_payload(source: ImageSource, num_images: int, protocol: Protocol,
@@ -160,25 +162,29 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     meta = {"protocol": protocol.name, "extractor": extractor.identity,
             "weights_sha256": extractor.weights_sha256, "label": source.describe()}
 
-    cached = _cached_run(store, source, meta) if store is not None else None
+    num_chunks = len(chunk_ranges(total, chunk_size))
+    cached = _cached_run(store, source, meta, num_chunks, extractor.feature_dim,
+                         keep_features) if store is not None else None
     if _everywhere(cached is not None):
         cached.seconds = time.perf_counter() - start_time
         return cached
 
     had_store = store is not None
     mine = my_chunks(total, chunk_size)
-    extractor.plan(sum(len(idx) for c, idx in mine if store is None or not store.has_chunk(c)))
+    present = {c for c, _ in mine if store is not None and store.has_chunk(c)}  # verified once
+    extractor.plan(sum(len(idx) for c, idx in mine if c not in present))
     moments = StreamingMoments(extractor.feature_dim)
     skipped: list[str] = []
-    # features are kept in memory when asked for: they are returned when nothing is cached
-    kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if keep_features \
-        else None
+    # features kept in memory when asked for and nothing is cached
+    kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if (
+        keep_features and store is None) else None
+    done: list[int] = []  # chunks of this process written to the store
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
                desc=desc or source.describe(), disable=not (progress and ctx.is_main))
     with bar:
         for c, indices in mine:
-            if store is not None and store.has_chunk(c):
+            if store is not None and c in present:
                 data = store.read_chunk(c)
                 features, kept = data["features"], data["indices"]
                 chunk_skipped = [str(s) for s in data["skipped"]]
@@ -193,13 +199,19 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                                           skipped=np.array(chunk_skipped, dtype=str))
                     except CacheWriteError as exc:
                         warnings.warn(f"{exc}; continuing without the cache", stacklevel=2)
+                        kept_features = _reload(store, done) if keep_features else None
                         store = None
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
             skipped += chunk_skipped
-            if kept_features is not None:
+            if store is not None:
+                done.append(c)
+            elif kept_features is not None:
                 kept_features.append((c, features, kept))
     if had_store and not _everywhere(store is not None):
-        store = None  # a process could not write: every process goes on without the cache
+        # a process could not write: every process goes on without the cache
+        if store is not None and keep_features:
+            kept_features = _reload(store, done)
+        store = None
 
     counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
     distributed.all_reduce_sum(moments.sum)
@@ -213,7 +225,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                             f"({len(skipped)} skipped)")
     stats = moments.statistics(**meta)
     if had_store:
-        store = _finish_entry(store, stats, skipped, total, meta)
+        _finish_entry(store, stats, skipped, total, num_chunks, meta)
     distributed.barrier()
     in_memory, indices = None, None
     if kept_features is not None and store is None:
@@ -224,7 +236,16 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     row_indices = (lambda: indices) if store is None else (lambda: _cached_indices(store))
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
                       time.perf_counter() - start_time, store.root if store else None,
-                      in_memory, _labels(source, row_indices))
+                      in_memory, _labels(source, row_indices), num_chunks)
+
+
+def _reload(store: ChunkStore, chunks: list[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """This process's chunks already in the store, back in memory (the cache failed later)."""
+    out = []
+    for c in chunks:
+        data = store.read_chunk(c)
+        out.append((c, data["features"], data["indices"]))
+    return out
 
 
 def _everywhere(flag: bool) -> bool:
@@ -235,46 +256,50 @@ def _everywhere(flag: bool) -> bool:
     return float(distributed.all_reduce_sum(value)[0]) == 0.0
 
 
-def _cached_run(store: ChunkStore, source: ImageSource, meta: dict) -> FeatureRun | None:
+def _cached_run(store: ChunkStore, source: ImageSource, meta: dict, num_chunks: int,
+                dim: int, features_needed: bool) -> FeatureRun | None:
     """The complete, intact entry of this run, or None (missing, or damaged parts set
-    aside: the run then recomputes what is missing). Statistics of fewer images than
-    feature dimensions are not stored (the features are smaller); they are recomputed."""
+    aside: the run then recomputes what is missing). Stored statistics are checked here,
+    and the chunks too when the features will be read (a run that needs only the statistics
+    does not hash every chunk). Statistics of fewer images than feature dimensions are not
+    stored (the features are smaller); they are recomputed."""
     info = store.read_meta()
-    if info is None or not store.all_verified() or \
-            len(store.chunk_numbers()) != info.get("chunks", -1):
+    if info is None or info.get("chunks") != num_chunks \
+            or store.chunk_numbers() != list(range(num_chunks)):
         return None
     arrays = store.read_arrays(STATS_NAME) if info.get("stats_stored") else None
     if info.get("stats_stored") and arrays is None:
         return None
+    if (arrays is None or features_needed) and not store.all_verified():
+        return None
     if arrays is None:
-        moments = StreamingMoments(len(next(store.iter_field("features"))[0]))
-        for features in store.iter_field("features"):
+        moments = StreamingMoments(dim)
+        for features in store.iter_field("features", num_chunks):
             moments.update(torch.from_numpy(np.ascontiguousarray(features)))
         stats = moments.statistics(**meta)
     else:
         stats = FeatureStatistics(arrays["mu"], arrays["sigma"], **meta,
                                   num_samples=info["num_samples"])
     return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
-                      0.0, store.root, labels=_labels(source, lambda: _cached_indices(store)))
+                      0.0, store.root, labels=_labels(source, lambda: _cached_indices(store)),
+                      num_chunks=num_chunks)
 
 
 def _finish_entry(store: ChunkStore | None, stats: FeatureStatistics, skipped: list[str],
-                  total: int, meta: dict) -> ChunkStore | None:
+                  total: int, num_chunks: int, meta: dict) -> None:
     """Write the statistics (when they are smaller than the features) and meta.json (process
-    0); on a failed write warn, and every process goes on without the cache (None)."""
+    0); on a failed write warn: the entry stays incomplete (its chunks, all written, still
+    serve this run's features) and the next run completes it."""
     keep_stats = stats.num_samples >= stats.dim
-    written = store is not None
     if store is not None and distributed.current().is_main:
         try:
             if keep_stats:
                 store.write_arrays(STATS_NAME, **stats.arrays())
             store.write_meta({"num_samples": stats.num_samples, "skipped": skipped,
-                              "requested": total, "chunks": len(store.chunk_numbers()),
+                              "requested": total, "chunks": num_chunks,
                               "stats_stored": keep_stats, **meta})
         except CacheWriteError as exc:
             warnings.warn(f"{exc}; the result is computed, but not cached", stacklevel=3)
-            written = False
-    return store if _everywhere(written) else None
 
 
 def _cached_indices(store: ChunkStore) -> np.ndarray:

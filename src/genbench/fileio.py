@@ -39,17 +39,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # as open() would create it, not mkstemp's 0600
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once, at import (os.umask is process-wide)
 
 
 # --- digests of cached files -------------------------------------------------------------
@@ -62,11 +65,12 @@ def digest_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
-def write_digest(path: str | os.PathLike) -> None:
-    """Record the sha256 of ``path`` beside it (``<name>.sha256``, written atomically after
-    the file), so every later read can tell a damaged file from a good one."""
+def write_digest(path: str | os.PathLike, digest: str | None = None) -> None:
+    """Record the sha256 of ``path`` (or ``digest``, the hash of the temporary file that was
+    renamed onto it) beside it, as ``<name>.sha256`` written atomically after the file, so
+    every later read can tell a damaged file from a good one."""
     with atomic_path(digest_path(path)) as tmp:
-        tmp.write_text(file_digest(path) + "\n")
+        tmp.write_text((digest or file_digest(path)) + "\n")
 
 
 def digest_state(path: str | os.PathLike) -> str:
@@ -96,11 +100,16 @@ def set_aside(path: str | os.PathLike, why: str = "does not match its recorded s
     """Move a damaged cached file (and its digest) out of the way, with one warning naming
     it; the caller then recomputes it."""
     path = Path(path)
+    try:
+        for p in (path, digest_path(path)):
+            with contextlib.suppress(FileNotFoundError):  # another process may have moved it
+                os.replace(p, p.with_name(p.name + ".corrupt"))
+    except OSError as exc:  # a read-only cache: not used, and left where it is
+        warnings.warn(f"{path}: {why}; not used (could not be set aside: "
+                      f"{exc.strerror or exc})", stacklevel=2)
+        return
     warnings.warn(f"{path}: {why}; set aside as {path.name}.corrupt and recomputed",
                   stacklevel=2)
-    for p in (path, digest_path(path)):
-        with contextlib.suppress(FileNotFoundError):  # another process may have moved it
-            os.replace(p, p.with_name(p.name + ".corrupt"))
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

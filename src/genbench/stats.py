@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,8 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
     except ValueError as exc:  # pickled object arrays
         raise GenbenchError(f"{path}: cannot read statistics without unpickling ({exc}); "
                             "genbench never loads pickled arrays") from None
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise GenbenchError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+        raise GenbenchError(f"{path}: not a readable statistics .npz ({exc})") from None
     meta.setdefault("label", str(path))
     stats = FeatureStatistics(mu, sigma, num_samples=n, **meta)
     notes = validate_statistics(stats, str(path))

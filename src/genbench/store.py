@@ -31,7 +31,7 @@ import numpy as np
 
 from genbench import distributed
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_path, cache_dir, digest_state, verified, write_digest
+from genbench.fileio import atomic_path, cache_dir, file_digest, verified, write_digest
 
 META_NAME = "meta.json"
 
@@ -96,14 +96,20 @@ class ChunkStore:
         """Whether every present chunk is intact (damaged ones are set aside)."""
         return all([self.has_chunk(i) for i in self.chunk_numbers()])
 
-    def iter_field(self, name: str) -> Iterator[np.ndarray]:
-        """One array of every present chunk, in chunk order, each checked against its
-        digest (a chunk damaged since the run began is an error asking for a rerun)."""
-        for index in self.chunk_numbers():
+    def iter_field(self, name: str, expected: int | None = None) -> Iterator[np.ndarray]:
+        """One array of every chunk, in chunk order, each checked against its digest as it
+        is read; with ``expected``, chunks 0..expected-1 must all be there. A damaged or
+        missing chunk is an error asking for a rerun (a damaged one is set aside first, so
+        the rerun recomputes it)."""
+        numbers = self.chunk_numbers()
+        if expected is not None and numbers != list(range(expected)):
+            raise GenbenchError(f"{self.root}: the cache entry lost chunks since it was "
+                                "complete; run again to recompute them")
+        for index in numbers:
             path = self.chunk_path(index)
-            if digest_state(path) != "ok":
-                raise GenbenchError(f"{path}: changed or damaged while in use; run again "
-                                    "(the entry will be checked and recomputed)")
+            if not verified(path):
+                raise GenbenchError(f"{path}: changed or damaged since it was written; run "
+                                    "again to recompute it")
             with np.load(path, allow_pickle=False) as data:
                 yield data[name]
 
@@ -145,9 +151,11 @@ class ChunkStore:
     @staticmethod
     def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         try:
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            write_digest(path)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+                digest = file_digest(tmp)  # of what is renamed into place, not re-read
+            write_digest(path, digest)
         except OSError as exc:
             raise _write_failed(path, exc) from None
 

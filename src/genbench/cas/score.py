@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,12 @@ def _train_and_test(train: LabelledImages, test: LabelledImages, recipe: Recipe,
     seconds = time.perf_counter() - start
     accuracy = evaluate_classifier(net, test, recipe, num_classes, device)
     if result is not None and distributed.current().is_main:
-        write_json(result, {"accuracy": accuracy.to_dict(), "train_seconds": seconds})
-        write_digest(result)
+        try:
+            write_json(result, {"accuracy": accuracy.to_dict(), "train_seconds": seconds})
+            write_digest(result)
+        except OSError as exc:
+            warnings.warn(f"{result}: cannot cache the result ({exc.strerror or exc}); it "
+                          "will be trained again next time", stacklevel=2)
     return accuracy, seconds
 
 
@@ -175,8 +180,8 @@ def classification_accuracy_score(
               test.fingerprint)
 
     def run_dir(kind: str, fingerprint: str | None) -> Path | None:
-        if out_dir is not None and fingerprint is None:
-            return Path(out_dir) / "checkpoints" / kind
+        # without a content key there is nothing to tell this run's inputs from another's:
+        # no result or checkpoint is reused (give a generator an identity to cache it)
         if base is None or fingerprint is None or test.fingerprint is None:
             return None
         return base / kind / _key(*common, fingerprint)

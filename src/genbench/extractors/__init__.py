@@ -9,6 +9,7 @@ Score) and ``plan(num_images)`` (a hint before a run, e.g. to decide compilation
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import warnings
 from abc import ABC, abstractmethod
@@ -204,6 +205,12 @@ class ExtractorEntry:
     input_size: int = INCEPTION_SIZE
 
     def __call__(self, **options) -> FeatureExtractor:
+        """The extractor, built with the options its factory takes (one written for fewer
+        options, e.g. before ``use_cache``/``trust_pickle`` existed, gets only those)."""
+        params = inspect.signature(self.factory).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            names = {p.name for p in params}
+            options = {k: v for k, v in options.items() if k in names}
         return self.factory(**options)
 
 

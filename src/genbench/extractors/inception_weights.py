@@ -590,8 +590,7 @@ def _read_converted(path: Path, sha256: str) -> tuple[dict[str, torch.Tensor], s
     if not path.exists():
         return None
     try:
-        if not record.is_file():
-            _set_aside(path, "have no recorded sha256 (an unfinished or foreign write)")
+        if not record.is_file():  # another process may be writing it: convert, no warning
             return None
         recorded = record.read_text().split()
         if not recorded or file_digest(path) != recorded[0]:

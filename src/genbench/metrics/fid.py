@@ -85,7 +85,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     traces = np.trace(sigma1) + np.trace(sigma2)
     value = float(diff @ diff + traces - 2.0 * trace_sqrt_product(sigma1, sigma2))
     if value < 0.0:  # rounding below an exact 0 (e.g. FID of a set with itself)
-        if value < -1e-9 * max(1.0, float(traces)):
+        if value < -1e-6 * max(1.0, float(traces)):
             raise GenbenchError(f"the Fréchet distance came out negative ({value:.6g}): a "
                                 "covariance is not positive semi-definite")
         value = 0.0

@@ -104,10 +104,13 @@ def _refuse_wide_colour(img: Image.Image, location: str) -> None:
 
 def _to_rgb(img: Image.Image, location: str) -> np.ndarray:
     mode = img.mode
-    if mode.startswith("I;16") or mode == "I":
+    # mode "I" is 32-bit (or signed 16-bit) except for PNG, whose 16-bit grey older Pillows
+    # open as "I": only unsigned 16-bit grey is rescaled, anything else is refused
+    if (mode.startswith("I;16") and not mode.endswith("S")) or (mode == "I"
+                                                              and img.format == "PNG"):
         values = np.asarray(img)
-        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
-            raise BadImageError(location, f"32-bit integer pixels outside 0..65535 (found "
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise BadImageError(location, f"integer pixels outside 0..65535 (found "
                                           f"{values.min()}..{values.max()}); convert to 8-bit")
         grey = np.rint(values.astype(np.float64) * 255.0 / 65535.0).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)

@@ -18,14 +18,19 @@ dicts only)::
 Every process gathers its sampler and RNG state to process 0, which alone writes (to a
 temporary file renamed into place, so a crash never leaves half a checkpoint, and its sha256
 beside it); all processes then wait at a barrier. A checkpoint that does not match its digest
-(or has none) is set aside with a warning and training starts again from the beginning: a
-damaged checkpoint is never resumed from. Resuming from a good one reproduces the
-uninterrupted run bit for bit (under the same world size and deterministic kernels).
+is set aside with a warning and training starts again from the beginning: a damaged
+checkpoint is never resumed from. One without a digest (an older genbench, or a crash between
+the rename and the digest: the rename is atomic, so the file is whole) is loaded, with a
+warning. All processes take the same decision (process 0's view of the file). A checkpoint
+that cannot be written (read-only folder, full disk) is a warning: training goes on.
+Resuming from a good one reproduces the uninterrupted run bit for bit (under the same world
+size and deterministic kernels).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ import torch
 
 from genbench import distributed
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_path, digest_state, set_aside, write_digest
+from genbench.fileio import atomic_path, digest_state, file_digest, set_aside, write_digest
 
 FORMAT = "genbench.training/1"
 
@@ -68,25 +73,36 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` atomically from process 0; every process waits until it is
     written. (Gather per-process state into ``checkpoint.sampler``/``rng`` before.)"""
     if distributed.current().is_main:
-        with atomic_path(path) as tmp:
-            torch.save({"format": FORMAT, **asdict(checkpoint)}, tmp)
-        write_digest(path)
+        try:
+            with atomic_path(path) as tmp:
+                torch.save({"format": FORMAT, **asdict(checkpoint)}, tmp)
+                digest = file_digest(tmp)
+            write_digest(path, digest)
+        except OSError as exc:
+            warnings.warn(f"{path}: cannot write the checkpoint ({exc.strerror or exc}); "
+                          "training goes on without it", stacklevel=2)
     distributed.barrier()
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
     """The checkpoint at ``path`` (tensors on the CPU), or None when there is none."""
     path = Path(path)
-    if not path.is_file():
+    ctx = distributed.current()
+    # process 0 decides for all (a per-node folder may differ): "none", "ok", "unrecorded"
+    # or "corrupt"
+    mine = "none" if not path.is_file() else digest_state(path)
+    mine = {"missing": "unrecorded"}.get(mine, mine) if mine != "none" else mine
+    state_of_file = distributed.all_gather_objects(mine)[0] if ctx.active else mine
+    if state_of_file == "none":
         return None
-    state_of_file = digest_state(path)
-    distributed.barrier()  # every process has looked before process 0 moves a bad file
-    if state_of_file != "ok":
-        if distributed.current().is_main:
-            set_aside(path, "does not match its recorded sha256" if state_of_file == "corrupt"
-                      else "has no recorded sha256 (an interrupted write, or another version)")
+    if state_of_file == "corrupt":
+        if ctx.is_main:
+            set_aside(path, "does not match its recorded sha256")
         distributed.barrier()
         return None
+    if state_of_file == "unrecorded" and ctx.is_main:
+        warnings.warn(f"{path}: has no recorded sha256 (written by an older genbench, or "
+                      "interrupted before its digest); loaded as it is", stacklevel=2)
     state = torch.load(path, map_location="cpu", weights_only=True)
     found = state.get("format") if isinstance(state, dict) else None
     if found != FORMAT:
