@@ -273,15 +273,16 @@ def test_flipped_byte_in_converted_file_is_detected_and_reconverted(fresh_cache,
 @pytest.mark.parametrize("damage", ["no sidecar", "unreadable"])
 def test_unrecorded_or_unreadable_converted_file_is_reconverted(fresh_cache, reference, damage):
     converted = iw.load_inception_weights(fid_helper_weights_path()).converted_path
-    if damage == "no sidecar":
+    if damage == "no sidecar":  # e.g. another process is writing it: converted, no warning
         _sidecar(converted).unlink()
-        why = "no recorded sha256"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = iw.load_inception_weights(fid_helper_weights_path())
     else:  # digest matches, contents are junk
         converted.write_bytes(b"junk")
         _sidecar(converted).write_text(file_digest(converted) + "\n")
-        why = "cannot be read"
-    with pytest.warns(UserWarning, match=re.escape(str(converted)) + f".*{why}"):
-        again = iw.load_inception_weights(fid_helper_weights_path())
+        with pytest.warns(UserWarning, match=re.escape(str(converted)) + ".*cannot be read"):
+            again = iw.load_inception_weights(fid_helper_weights_path())
     assert _same_weights(again, reference) and again.cache_state == "written"
     _assert_verified_copy(converted)
 
@@ -324,8 +325,11 @@ def _failing_atomic_path(real, exc: OSError, fail_call: int, inside: bool):
 ])
 def test_unwritable_cache_warns_once_and_converts_in_memory(fresh_cache, reference, monkeypatch,
                                                             exc, fail_call, inside):
-    monkeypatch.setattr(iw, "atomic_path",
-                        _failing_atomic_path(iw.atomic_path, exc, fail_call, inside))
+    import genbench.fileio
+
+    failing = _failing_atomic_path(iw.atomic_path, exc, fail_call, inside)
+    monkeypatch.setattr(iw, "atomic_path", failing)  # the converted file
+    monkeypatch.setattr(genbench.fileio, "atomic_path", failing)  # its digest
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         loaded = iw.load_inception_weights(fid_helper_weights_path())

@@ -65,7 +65,7 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.extractors.inception_net import FEATURE_DIM, NUM_LOGITS, FIDInceptionV3
-from genbench.fileio import atomic_path, cache_dir, download, file_digest
+from genbench.fileio import atomic_path, cache_dir, digest_path, download, file_digest, write_digest
 
 WEIGHTS_ENV = "GENBENCH_INCEPTION_WEIGHTS"
 
@@ -559,22 +559,11 @@ def converted_cache_path(source_sha256: str) -> Path:
     return cache_dir() / "weights" / f"inception-fid-{source_sha256[:32]}.pt"
 
 
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _write_digest_sidecar(path: Path, digest: str) -> None:
-    """Record ``digest`` as ``<path>.sha256``, atomically. (A private copy of the fileio
-    convention, which is being reworked in parallel.)"""
-    with atomic_path(_digest_path(path)) as tmp:
-        tmp.write_text(digest + "\n")
-
-
 def _set_aside(path: Path, why: str) -> None:
     """One warning naming the damaged converted file; it (and its digest) move to ``.corrupt``
     so the weights are converted again."""
     try:
-        for p in (path, _digest_path(path)):
+        for p in (path, digest_path(path)):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(p, p.with_name(p.name + ".corrupt"))
         where = f"moved aside as {path.name}.corrupt"
@@ -586,7 +575,7 @@ def _set_aside(path: Path, why: str) -> None:
 
 def _read_converted(path: Path, sha256: str) -> tuple[dict[str, torch.Tensor], str, bool] | None:
     """The cached conversion if it is intact; None when there is none or it was set aside."""
-    record = _digest_path(path)
+    record = digest_path(path)
     if not path.exists():
         return None
     try:
@@ -617,7 +606,7 @@ def _store_converted(path: Path, payload: dict) -> bool:
             torch.save(payload, tmp)
             digest = file_digest(tmp)
         written = True
-        _write_digest_sidecar(path, digest)
+        write_digest(path, digest)
         return True
     except OSError as exc:
         if written:  # no converted file without its digest
