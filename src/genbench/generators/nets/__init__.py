@@ -1,0 +1,1 @@
+"""Networks of genbench's generators: the flow U-Net (``unet``)."""
