@@ -7,15 +7,15 @@ uncompressed size) before it is read, and it is read with a bounded read (see
 ``genbench.sources.base`` for the limits). Encrypted zip members and unsupported compression
 methods are refused per member.
 
-16-bit greyscale (Pillow modes ``I;16``, ``I;16B``, ``I;16L``, ``I;16N``, and ``I`` for a
-PNG, which older Pillows use for its 16-bit grey) is converted properly: v -> round(v * 255 / 65535), half to even
-(``np.rint``), then repeated to three channels. 16-bit-per-channel colour (RGB, RGBA,
-grey+alpha PNGs, 16-bit RGB TIFFs, SGI ...) is *refused*: Pillow decodes it only to 8 bits by
-keeping the high byte (a truncation, not a rounding), and genbench does not decode PNG itself.
-Such files are recognised before decoding by their Pillow raw mode (``RGB;16B``, ``LA;16B``,
-``RGBA;16B``, ``RGB;16L`` ...: a ``;16`` plus byte order in ``img.tile``); packed 16-bit
-pixels with 8-bit channels (``BGR;16``, 5-6-5 BMPs) are fine. Float images (mode ``F``) are
-refused too, and so are 32-bit integer images (mode ``I`` outside PNG: no fixed range to
+16-bit greyscale (Pillow modes ``I;16``, ``I;16B``, ``I;16L``, ``I;16N``, and ``I`` for a PNG,
+which older Pillows use for its 16-bit grey) is converted properly: v -> round(v * 255 /
+65535), half to even (``np.rint``), then repeated to three channels. 16-bit-per-channel colour
+(RGB, RGBA, grey+alpha PNGs, 16-bit RGB TIFFs, SGI ...) is *refused*: Pillow decodes it only to
+8 bits by keeping the high byte (a truncation, not a rounding), and genbench does not decode
+PNG itself. Such files are recognised before decoding by their Pillow raw mode (``RGB;16B``,
+``LA;16B``, ``RGBA;16B``, ``RGB;16L`` ...: a ``;16`` plus byte order in ``img.tile``); packed
+16-bit pixels with 8-bit channels (``BGR;16``, 5-6-5 BMPs) are fine. Float images (mode ``F``)
+are refused too, and so are 32-bit integer images (mode ``I`` outside PNG: no fixed range to
 rescale from).
 
 When a limit exceeds Pillow's own check (``PIL.Image.MAX_IMAGE_PIXELS``, 89 Mi pixels by
