@@ -65,7 +65,15 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.extractors.inception_net import FEATURE_DIM, NUM_LOGITS, FIDInceptionV3
-from genbench.fileio import atomic_path, cache_dir, digest_path, download, file_digest, write_digest
+from genbench.fileio import (
+    atomic_path,
+    cache_dir,
+    download,
+    file_digest,
+    set_aside,
+    verified,
+    write_digest,
+)
 
 WEIGHTS_ENV = "GENBENCH_INCEPTION_WEIGHTS"
 
@@ -559,32 +567,12 @@ def converted_cache_path(source_sha256: str) -> Path:
     return cache_dir() / "weights" / f"inception-fid-{source_sha256[:32]}.pt"
 
 
-def _set_aside(path: Path, why: str) -> None:
-    """One warning naming the damaged converted file; it (and its digest) move to ``.corrupt``
-    so the weights are converted again."""
-    try:
-        for p in (path, digest_path(path)):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(p, p.with_name(p.name + ".corrupt"))
-        where = f"moved aside as {path.name}.corrupt"
-    except OSError as exc:
-        where = f"could not be moved aside ({exc.strerror or exc})"
-    warnings.warn(f"{path}: converted Inception weights {why}; {where}, converting them again "
-                  "from the source file", stacklevel=4)
-
-
 def _read_converted(path: Path, sha256: str) -> tuple[dict[str, torch.Tensor], str, bool] | None:
-    """The cached conversion if it is intact; None when there is none or it was set aside."""
-    record = digest_path(path)
-    if not path.exists():
+    """The cached conversion if it is intact; None when there is none (or no digest yet:
+    another process may be writing it) or it was damaged and set aside."""
+    if not verified(path):
         return None
     try:
-        if not record.is_file():  # another process may be writing it: convert, no warning
-            return None
-        recorded = record.read_text().split()
-        if not recorded or file_digest(path) != recorded[0]:
-            _set_aside(path, f"do not match their recorded sha256 ({record.name})")
-            return None
         saved = torch.load(path, map_location="cpu", weights_only=True)
         state = saved["state_dict"]
         shapes = _expected_shapes()
@@ -593,7 +581,7 @@ def _read_converted(path: Path, sha256: str) -> tuple[dict[str, torch.Tensor], s
             raise ValueError("contents are not the conversion of this source file")
         return state, str(saved["layout"]), bool(saved["has_logits"])
     except Exception as exc:
-        _set_aside(path, f"cannot be read ({exc})")
+        set_aside(path, f"converted Inception weights cannot be read ({exc})")
         return None
 
 
