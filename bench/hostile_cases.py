@@ -14,7 +14,6 @@ and nothing half-written is left where the case says so. Writes a JSON report.
 from __future__ import annotations
 
 import argparse
-import errno  # noqa: F401 (used by cases run in a subprocess)
 import json
 import os
 import pickle

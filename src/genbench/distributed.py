@@ -72,6 +72,14 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` holds on every process (for decisions all processes take together)."""
+    if not current().active:
+        return flag
+    value = torch.tensor([0.0 if flag else 1.0], dtype=torch.float64)
+    return float(all_reduce_sum(value)[0]) == 0.0
+
+
 def barrier() -> None:
     if current().active:
         dist.barrier()

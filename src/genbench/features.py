@@ -165,7 +165,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     num_chunks = len(chunk_ranges(total, chunk_size))
     cached = _cached_run(store, source, meta, num_chunks, extractor.feature_dim,
                          keep_features) if store is not None else None
-    if _everywhere(cached is not None):
+    if distributed.all_true(cached is not None):
         cached.seconds = time.perf_counter() - start_time
         return cached
 
@@ -207,7 +207,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                 done.append(c)
             elif kept_features is not None:
                 kept_features.append((c, features, kept))
-    if had_store and not _everywhere(store is not None):
+    if had_store and not distributed.all_true(store is not None):
         # a process could not write: every process goes on without the cache
         if store is not None and keep_features:
             kept_features = _reload(store, done)
@@ -246,14 +246,6 @@ def _reload(store: ChunkStore, chunks: list[int]) -> list[tuple[int, np.ndarray,
         data = store.read_chunk(c)
         out.append((c, data["features"], data["indices"]))
     return out
-
-
-def _everywhere(flag: bool) -> bool:
-    """``flag`` on every process (a decision all processes must take together)."""
-    if not distributed.current().active:
-        return flag
-    value = torch.tensor([0.0 if flag else 1.0], dtype=torch.float64)
-    return float(distributed.all_reduce_sum(value)[0]) == 0.0
 
 
 def _cached_run(store: ChunkStore, source: ImageSource, meta: dict, num_chunks: int,

@@ -88,11 +88,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
     """The checkpoint at ``path`` (tensors on the CPU), or None when there is none."""
     path = Path(path)
     ctx = distributed.current()
-    # process 0 decides for all (a per-node folder may differ): "none", "ok", "unrecorded"
-    # or "corrupt"
-    mine = "none" if not path.is_file() else digest_state(path)
-    mine = {"missing": "unrecorded"}.get(mine, mine) if mine != "none" else mine
-    state_of_file = distributed.all_gather_objects(mine)[0] if ctx.active else mine
+    # process 0's view decides for all (a per-node folder may differ): "none", "ok",
+    # "unrecorded" (no digest) or "corrupt"
+    mine = digest_state(path) if path.is_file() else "none"
+    mine = "unrecorded" if mine == "missing" else mine
+    state_of_file = distributed.all_gather_objects(mine)[0]
     if state_of_file == "none":
         return None
     if state_of_file == "corrupt":
