@@ -1,0 +1,370 @@
+"""2-rectified flow++ on Fashion-MNIST 28×28, from scratch to the figures, resumable.
+
+    python bench/rf_fashion_mnist.py --preset full  --out DIR   # ≤ 6 h on 2 CPU cores
+    python bench/rf_fashion_mnist.py --preset smoke --out DIR   # ≤ 10 min
+
+Stages (each resumes where it stopped; a finished one is skipped):
+
+1. 1-RF teacher (x_t = (1 − t)x + tz, uniform t, squared L2) on the 60,000 training images;
+   full preset also a class-conditional one. At this scale the 1-RF plays the role of the
+   paper's pretrained diffusion model (EDM): it makes the pairs and initialises the student.
+2. Reflow pairs (z, ODE_1RF(z)) with the teacher's full budget (Heun).
+3. 2-RF students initialised from the teacher, same budget each: the paper's Table 1 rows
+   A (uniform t, squared L2), C (+ U-shaped t, a = 4), D (+ pseudo-Huber, c = 0.00054·d).
+   D is genbench's 2-RF++ here: rows E/F (LPIPS-Huber) need the VGG16 backbone, which these
+   machines cannot download, so they are not run. Full preset: a conditional D as well.
+4. Figures: FID (tf protocol, real TF-FID Inception, samples = seeds 0..n-1, reference = the
+   first n test images) against NFE for the 1-RF and the 2-RF++ (Euler 1, 2, 4, 8, 16 and the
+   teacher's Heun budget); headline rows at 10,000 vs 10,000 with PRD and precision/recall;
+   Table 1 rows at 1 and 2 NFE; straightness; costs (forward passes as the paper's Table 6,
+   wall time); training and 1-NFE sampling img/s; CAS and per-class FID of the conditional
+   2-RF++ at 1 NFE.
+
+Writes ``DIR/results.json`` (``{"fid": {"1rf": {"1": ...}, "2rfpp": {"1": ...}}, ...}``, NFE
+as keys), ``DIR/rows/*.json`` (one per scored row, reused on resume), ``DIR/fid_vs_nfe.png``
+(with matplotlib) and, with ``--ship``, copies the trained models into genbench's shipped
+models with their sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genbench.config import ExtractionConfig
+from genbench.evaluation import Evaluation
+from genbench.generators import solvers
+from genbench.generators.rectified_flow.model import SamplerConfig, noise_for_seeds
+from genbench.generators.rectified_flow.reflow import generate_pairs
+from genbench.generators.rectified_flow.training import RECIPES, FlowRun, train_flow
+from genbench.generators.rectified_flow.zoo import MANIFEST, MODELS_DIR, open_model
+from genbench.training.engine import TrainConfig
+
+REFERENCE = "fashion-mnist:test"
+
+
+@dataclass(frozen=True)
+class Preset:
+    net: str
+    rf_steps: int
+    rf2_steps: int
+    batch_size: int
+    num_pairs: int
+    teacher: SamplerConfig
+    sweep_n: int
+    headline_n: int
+    nfes: tuple[int, ...]
+    ablation: tuple[str, ...]
+    conditional: bool
+    straightness_n: int
+    checkpoint_every: int = 200
+    teacher_row: bool = True  # score the teacher's full budget too
+
+
+PRESETS = {
+    "full": Preset(net="fmnist-xs", rf_steps=1600, rf2_steps=500, batch_size=128,
+                   num_pairs=12000, teacher=SamplerConfig("heun", 11), sweep_n=2000,
+                   headline_n=10000, nfes=(1, 2, 4, 8, 16), ablation=("A", "C", "D"),
+                   conditional=True, straightness_n=256),
+    "smoke": Preset(net="tiny", rf_steps=250, rf2_steps=120, batch_size=128, num_pairs=2000,
+                    teacher=SamplerConfig("heun", 7), sweep_n=400, headline_n=0, nfes=(1,),
+                    ablation=(), conditional=False, straightness_n=64,
+                    checkpoint_every=50, teacher_row=False),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def done(run_dir: Path, steps: int) -> bool:
+    summary = run_dir / "summary.json"
+    return (run_dir / "model.pt").is_file() and summary.is_file() \
+        and json.loads(summary.read_text())["steps"] == steps
+
+
+def train_stage(name: str, run: FlowRun, out: Path, quiet: bool) -> Path:
+    run_dir = out / name
+    if not done(run_dir, run.train.steps):
+        log(f"training {name} ({run.train.steps} steps)")
+        train_flow(run, run_dir, quiet=quiet)
+    return run_dir
+
+
+class Rows:
+    """Scored rows, one JSON each under DIR/rows (reused on resume)."""
+
+    def __init__(self, out: Path, quiet: bool) -> None:
+        self.folder, self.quiet = out / "rows", quiet
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.evaluations: dict[tuple[int, str, bool], Evaluation] = {}
+
+    def evaluation(self, n: int, metrics: str, per_class: bool = False) -> Evaluation:
+        key = (n, metrics, per_class)
+        if key not in self.evaluations:
+            self.evaluations[key] = Evaluation(
+                REFERENCE, metrics=metrics, num_images=n, per_class=per_class,
+                config=ExtractionConfig(progress=not self.quiet))
+        return self.evaluations[key]
+
+    def score(self, name: str, model_dir: Path, sampler: SamplerConfig, n: int,
+              metrics: str = "fid", per_class: bool = False) -> dict:
+        path = self.folder / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        model = open_model(model_dir)
+        log(f"scoring {name}: {model.source}, {sampler.describe()}, {n} vs {n}")
+        result = self.evaluation(n, metrics, per_class).score(
+            model.generator(sampler), num_images=n, desc=name).to_dict()
+        row = {"name": name, "model_sha256": model.sha256, "sampler": sampler.to_dict(),
+               "num_images": n, "reference": f"{REFERENCE} (first {n})",
+               "metrics": result["metrics"], "per_class": result.get("per_class"),
+               "seconds": result["seconds"]}
+        path.write_text(json.dumps(row, indent=1))
+        return row
+
+
+def sweep_samplers(preset: Preset) -> dict[str, SamplerConfig]:
+    out = {str(k): SamplerConfig("euler", k) for k in preset.nfes}
+    if preset.teacher_row:
+        out[str(preset.teacher.nfe)] = preset.teacher
+    return out
+
+
+def measure_straightness(model_dir: Path, n: int) -> float:
+    model = open_model(model_dir)
+    z = noise_for_seeds(np.arange(n), model.spec.shape)
+    labels = None if not model.spec.num_classes else torch.arange(n) % model.spec.num_classes
+    gen = model.generator()
+    with torch.no_grad():
+        return solvers.straightness(gen.velocity(labels), z, steps=64)
+
+
+def sampling_speed(model_dir: Path, n: int = 1000) -> float:
+    gen = open_model(model_dir).generator(SamplerConfig("euler", 1))
+    labels = None if not gen.num_classes else np.arange(n) % gen.num_classes
+    start = time.perf_counter()
+    gen.sample(np.arange(n), labels)
+    return n / (time.perf_counter() - start)
+
+
+def plot(results: dict, path: Path) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, label in (("1rf", "1-RF (teacher)"), ("2rfpp", "2-RF++ (config D)")):
+        rows = results["fid"][name]
+        keys = sorted(rows, key=int)
+        ax.plot([int(k) for k in keys], [rows[k] for k in keys], "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE (Euler; the largest: the teacher's Heun budget)")
+    ax.set_ylabel("FID (tf, 2,000 vs 2,000)")
+    ax.set_title("Fashion-MNIST 28×28")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+SHIP = {"fmnist-1rf": ("1rf", "1-rectified flow, unconditional"),
+        "fmnist-1rf-cond": ("1rf-cond", "1-rectified flow, class-conditional"),
+        "fmnist-2rfpp": ("2rf-D", "2-rectified flow++ (config D), unconditional"),
+        "fmnist-2rfpp-cond": ("2rf-D-cond", "2-rectified flow++ (config D), class-conditional")}
+
+
+def ship(out: Path, preset_name: str) -> dict:
+    """Copy the trained models into the package, with their sha256, in MANIFEST.json."""
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
+    for name, (stage, what) in SHIP.items():
+        src = out / stage / "model.pt"
+        if not src.is_file():
+            continue
+        model = open_model(src)
+        size = src.stat().st_size
+        if size > 8 * 2**20:
+            raise SystemExit(f"{src}: {size} bytes, more than the 8 MB a shipped model may be")
+        shutil.copyfile(src, MODELS_DIR / f"{name}.pt")
+        manifest[name] = {"file": f"{name}.pt", "sha256": model.sha256,
+                          "description": f"Fashion-MNIST 28×28 {what}; default sampler "
+                                         f"{model.spec.sampler.describe()}",
+                          "made_by": f"python bench/rf_fashion_mnist.py --preset {preset_name}"
+                                     f" --out DIR --ship (stage {stage})"}
+    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--ship", action="store_true",
+                        help="copy the trained models into the package (MANIFEST.json)")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--stop-after", default=None, choices=("train", "pairs", "students"),
+                        help="stop after this stage (resume later)")
+    args = parser.parse_args()
+    p = PRESETS[args.preset]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(key: str, fn):
+        start = time.perf_counter()
+        value = fn()
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+        return value
+
+    def engine(steps: int, seed: int = 0) -> TrainConfig:
+        return TrainConfig(seed=seed, total_steps=steps, batch_size=p.batch_size, ema=0.999,
+                           ema_warmup=True, clip_grad_norm=1.0,
+                           checkpoint_every=p.checkpoint_every)
+
+    variants = [("", False)] + ([("-cond", True)] if p.conditional else [])
+    teachers = {}
+    for suffix, cond in variants:
+        run = FlowRun(data="fashion-mnist:train", recipe=RECIPES["1rf"],
+                      train=engine(p.rf_steps), net=p.net, conditional=cond,
+                      sampler=p.teacher)
+        teachers[suffix] = timed(f"train 1rf{suffix}",
+                                 lambda run=run, s=suffix: train_stage(f"1rf{s}", run, out,
+                                                                       args.quiet))
+    if args.stop_after == "train":
+        return
+    pair_meta = {}
+    for suffix, _ in variants:
+        log(f"reflow pairs{suffix}: {p.num_pairs} with {p.teacher.describe()}")
+        pair_meta[suffix] = timed(f"pairs{suffix}", lambda s=suffix: generate_pairs(
+            open_model(teachers[s]), out / f"pairs{s}", num_pairs=p.num_pairs,
+            sampler=p.teacher, progress=not args.quiet))
+    if args.stop_after == "pairs":
+        return
+    students = {}
+    rows_uncond = p.ablation if "D" in p.ablation else (*p.ablation, "D")
+    jobs = [(row, "") for row in rows_uncond] + [("D", "-cond")] * p.conditional
+    for row, suffix in jobs:
+        run = FlowRun(data=None, recipe=RECIPES[row], train=engine(p.rf2_steps),
+                      pairs=(str(out / f"pairs{suffix}"),), init=str(teachers[suffix]),
+                      sampler=SamplerConfig("euler", 1))
+        students[row + suffix] = timed(f"train 2rf-{row}{suffix}",
+                                       lambda run=run, n=f"2rf-{row}{suffix}": train_stage(
+                                           n, run, out, args.quiet))
+    if args.ship:
+        ship(out, args.preset)
+    if args.stop_after == "students":
+        return
+
+    rows = Rows(out, args.quiet)
+    results: dict = {"preset": args.preset, "preset_settings": {
+        **{k: v for k, v in p.__dict__.items() if k != "teacher"},
+        "teacher": p.teacher.to_dict()}, "reference": REFERENCE, "protocol": "tf"}
+    samplers = sweep_samplers(p)
+    results["samplers"] = {k: s.to_dict() for k, s in samplers.items()}
+    fid: dict[str, dict[str, float]] = {"1rf": {}, "2rfpp": {}}
+    for key, sampler in samplers.items():
+        for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["D"])):
+            row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: rows.score(
+                f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
+            fid[name][key] = row["metrics"]["fid"]["value"]
+    results["fid"] = fid
+    results["table1"] = {}
+    for row in p.ablation:
+        results["table1"][row] = {}
+        for k in (1, 2):
+            r = timed("scoring", lambda row=row, k=k: rows.score(
+                f"2rf-{row}-nfe{k}-{p.sweep_n}", students[row], SamplerConfig("euler", k),
+                p.sweep_n))
+            results["table1"][row][str(k)] = r["metrics"]["fid"]["value"]
+        results["table1"][row]["recipe"] = RECIPES[row].to_dict()
+    if p.headline_n:
+        headline = {}
+        for name, model_dir, sampler in (
+                ("1rf", teachers[""], p.teacher), ("1rf-1nfe", teachers[""],
+                                                   SamplerConfig("euler", 1)),
+                ("2rfpp-1nfe", students["D"], SamplerConfig("euler", 1)),
+                ("2rfpp-2nfe", students["D"], SamplerConfig("euler", 2))):
+            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: rows.score(
+                f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
+            headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
+        results["headline"] = {"num_images": p.headline_n, "rows": headline}
+    if p.conditional:
+        r = timed("scoring", lambda: rows.score(
+            f"2rfpp-cond-nfe1-{p.headline_n}", students["D-cond"], SamplerConfig("euler", 1),
+            p.headline_n, per_class=True))
+        per_class = r.get("per_class") or {}
+        results["conditional"] = {"fid": r["metrics"]["fid"]["value"],
+                                  "per_class_fid": {c: v.get("fid", {}).get("value")
+                                                    for c, v in per_class.items()}}
+        cas_path = out / "rows" / "cas.json"
+        if not cas_path.is_file():
+            from genbench.cas import classification_accuracy_score
+            log("CAS of the conditional 2-RF++ at 1 NFE")
+            record = timed("cas", lambda: classification_accuracy_score(
+                open_model(students["D-cond"]).generator(SamplerConfig("euler", 1)),
+                real_train="fashion-mnist:train", real_test=REFERENCE,
+                progress=not args.quiet))
+            cas_path.write_text(json.dumps(record, indent=1, default=str))
+        cas = json.loads(cas_path.read_text())
+        results["conditional"]["cas"] = {k: cas.get(k) for k in
+                                         ("cas_top1", "cas_top5", "real_top1",
+                                          "gap_top1_points", "per_class_cas")}
+    results["straightness"] = {
+        "1rf": timed("straightness", lambda: measure_straightness(teachers[""],
+                                                                 p.straightness_n)),
+        "2rfpp": timed("straightness", lambda: measure_straightness(students["D"],
+                                                                   p.straightness_n)),
+        "noises": p.straightness_n, "steps": 64}
+    summaries = {d.name: json.loads((d / "summary.json").read_text())
+                 for d in [*teachers.values(), *students.values()]}
+    results["costs"] = {
+        "forward_passes": {
+            "pairs": pair_meta[""]["forward_passes"],
+            "training_1rf": summaries["1rf"]["training_forward_passes"],
+            "training_2rfpp": summaries["2rf-D"]["training_forward_passes"],
+            "note": "as the paper's Table 6: pair generation (pairs × teacher NFE) plus "
+                    "training (steps × batch); the 1-RF's own training is the teacher's cost"},
+        "seconds": {name: s["seconds"] for name, s in summaries.items()},
+        "pair_seconds": {s or "uncond": m.get("seconds_this_run")
+                         for s, m in pair_meta.items()},
+        "this_invocation_seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    results["throughput"] = {
+        "training_images_per_second": {n: s["images_per_second"] for n, s in summaries.items()},
+        "sampling_1nfe_images_per_second": round(sampling_speed(students["D"]), 1),
+        "threads": torch.get_num_threads(), "device": "cpu"}
+    results["criteria"] = {
+        "2rfpp_1nfe_over_1rf_1nfe": fid["2rfpp"]["1"] / fid["1rf"]["1"],
+        "2rfpp_1nfe_at_most_half_1rf_1nfe": fid["2rfpp"]["1"] <= 0.5 * fid["1rf"]["1"]}
+    if p.teacher_row:
+        teacher_fid = fid["1rf"][str(p.teacher.nfe)]
+        results["criteria"]["2rfpp_1nfe_over_teacher_full"] = fid["2rfpp"]["1"] / teacher_fid
+        results["criteria"]["2rfpp_1nfe_within_2x_teacher"] = fid["2rfpp"]["1"] <= 2 * teacher_fid
+    if "2" in fid["2rfpp"] and p.teacher_row:
+        results["criteria"]["2rfpp_2nfe_over_teacher_full"] = fid["2rfpp"]["2"] / teacher_fid
+    if p.conditional:
+        results["criteria"]["cas_top1_at_least_80"] = \
+            (results["conditional"]["cas"]["cas_top1"] or 0) >= 0.8
+    results["plot"] = plot(results, out / "fid_vs_nfe.png")
+    results["wall_seconds_this_invocation"] = round(time.perf_counter() - wall, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    log(f"wrote {out / 'results.json'}")
+    print(json.dumps({"fid": fid, "criteria": results["criteria"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
