@@ -438,3 +438,15 @@ def test_bad_input_gets_one_line(tmp_path, monkeypatch, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_cas_scores_a_checkpoint_by_spec(tmp_path):
+    from genbench.cas import classification_accuracy_score
+    model = random_model(tmp_path, num_classes=10)
+    record = classification_accuracy_score(
+        f"ckpt:{model},nfe=1", real_train="digits", real_test="digits",
+        recipe="small-resnet", recipe_options={"epochs": 1, "width": 8, "batch_size": 64,
+                                               "flip": False},
+        per_class=3, progress=False, use_cache=False)
+    assert record["num_samples"] == 30
+    assert 0.0 <= record["cas"]["top1"] <= 1.0

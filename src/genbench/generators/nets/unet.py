@@ -46,6 +46,9 @@ class UNetConfig:
 UNET_CONFIGS: Registry[UNetConfig] = Registry("U-Net configuration")
 UNET_CONFIGS.register("tiny", UNetConfig("tiny", base_channels=16, channel_mult=(1, 2),
                                          num_blocks=1, attn_resolutions=(4,), groups=8))
+UNET_CONFIGS.register("fmnist-tiny", UNetConfig("fmnist-tiny", base_channels=16,
+                                                channel_mult=(1, 2, 2), num_blocks=1,
+                                                attn_resolutions=(7,), dropout=0.0, groups=8))
 UNET_CONFIGS.register("fmnist-xs", UNetConfig("fmnist-xs", base_channels=32,
                                               channel_mult=(1, 2, 2), num_blocks=1,
                                               attn_resolutions=(7,), dropout=0.0, groups=8))
