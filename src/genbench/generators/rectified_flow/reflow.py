@@ -78,19 +78,19 @@ class PairSet:
 
 
 def _check_plan(store: ChunkStore, plan: dict[str, Any]) -> None:
+    """Write ``plan.json`` (process 0, first run) and check it on every process: every
+    process reads the same file after the barrier, so all agree (and all stop together)."""
     path = store.path(PLAN_NAME)
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != plan:
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            raise GenbenchError(f"{store.root}: holds pairs of another plan (differs in "
-                                f"{', '.join(diff)}); use another --out or delete it")
-        return
-    if distributed.current().is_main:
+    if distributed.current().is_main and not path.is_file():
         store.root.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(plan, indent=1))
     distributed.barrier()
+    old = json.loads(path.read_text())
+    if old != plan:
+        diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+        raise GenbenchError(f"{store.root}: holds pairs of another plan (differs in "
+                            f"{', '.join(diff)}); use another --out or delete it")
 
 
 def generate_pairs(teacher: FlowModel, out: str | Path, *, num_pairs: int,
