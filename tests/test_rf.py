@@ -450,3 +450,23 @@ def test_cas_scores_a_checkpoint_by_spec(tmp_path):
         per_class=3, progress=False, use_cache=False)
     assert record["num_samples"] == 30
     assert 0.0 <= record["cas"]["top1"] <= 1.0
+
+
+def test_shipped_models_are_what_the_manifest_says(tmp_path):
+    from genbench.generators.rectified_flow.zoo import SHIPPED
+    assert {"fmnist-1rf", "fmnist-2rfpp"} <= set(SHIPPED)
+    for name, entry in SHIPPED.items():
+        assert entry.path.stat().st_size <= 8 * 2**20, name
+        model = open_model(name)  # checked against the recorded sha256
+        assert model.sha256 == entry.sha256
+        assert model.spec.shape == (1, 28, 28)
+        assert (model.spec.kind == "2-rf") == ("2rfpp" in name)
+        assert bool(model.spec.num_classes) == name.endswith("-cond")
+    out = tmp_path / "s.npz"
+    assert main(["sample", "fmnist-2rfpp", "-n", "4", "-o", str(out), "--quiet",
+                 "--device", "cpu"]) == 0
+    with np.load(out) as data:
+        images = data["arr_0"]
+    assert images.shape == (4, 28, 28, 3) and images.std() > 10  # not a blank image
+    direct = open_model("fmnist-2rfpp").generator().sample(np.arange(4))
+    assert np.array_equal(images[..., 0], direct[:, 0].numpy())
