@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from genbench import distributed
 from genbench.errors import GenbenchError
 from genbench.fileio import atomic_path
 from genbench.generators.base import Generator
-from genbench.generators.source import balanced_labels
-from genbench.sources.base import to_rgb_hwc
+from genbench.generators.source import balanced_labels, checked_images
 from genbench.store import ChunkStore, chunk_ranges, my_chunks
 
 
@@ -66,14 +64,8 @@ def write_samples(generator: Generator, out: str | Path, *, num_images: int,
     for index, items in todo:
         seeds = first_seed + np.arange(items.start, items.stop, dtype=np.int64)
         part = None if labels is None else np.asarray(labels)[items.start:items.stop]
-        images = generator.sample(seeds, part)
-        arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) \
-            else np.asarray(images)
-        if arr.dtype != np.uint8 or arr.ndim != 4 or len(arr) != len(items):
-            raise GenbenchError(f"{generator.describe()}: sample() returned {arr.dtype} "
-                                f"{arr.shape}, expected {len(items)} uint8 N×C×H×W images")
-        rgb = np.stack([to_rgb_hwc(img.transpose(1, 2, 0), generator.describe())
-                        for img in arr])
+        rgb = np.stack(checked_images(generator.sample(seeds, part), len(items),
+                                      generator.describe()))
         parts.write_chunk(index, images=rgb)
         bar.update(len(items))
     bar.close()

@@ -19,6 +19,20 @@ def balanced_labels(num_images: int, num_classes: int) -> np.ndarray:
     return np.arange(num_images, dtype=np.int64) % num_classes
 
 
+def checked_images(images, count: int, name: str) -> list[np.ndarray]:
+    """A generator's ``sample()`` output as ``count`` RGB H×W×3 uint8 images; one error line
+    naming the generator when it is not uint8 N×3×H×W (or N×1×H×W) with N = ``count``."""
+    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) \
+        else np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] not in (1, 3):
+        raise GenbenchError(f"{name}: sample() must return uint8 N×3×H×W images, got "
+                            f"{arr.dtype} {tuple(arr.shape)}")
+    if len(arr) != count:
+        raise GenbenchError(f"{name}: asked for {count} images, got {len(arr)}")
+    where = f"{name} output"
+    return [to_rgb_hwc(img.transpose(1, 2, 0), where) for img in arr]
+
+
 class SeededSource(ImageSource):
     """``num_images`` images of ``generator``, image i drawn from seed ``seed + i`` (and label
     ``labels[i]`` for a class-conditional generator: by default ``i mod num_classes``).
@@ -65,20 +79,9 @@ class SeededSource(ImageSource):
         for start in range(0, len(indices), self.batch_size):
             part = indices[start:start + self.batch_size]
             labels = None if self.labels is None else self.labels[part]
-            out += self._checked(self.generator.sample(self.seed + part, labels), len(part))
+            out += checked_images(self.generator.sample(self.seed + part, labels),
+                                  len(part), self.generator.describe())
         return out
-
-    def _checked(self, images, count: int) -> list[np.ndarray]:
-        name = self.generator.describe()
-        arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) \
-            else np.asarray(images)
-        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] not in (1, 3):
-            raise GenbenchError(f"{name}: sample() must return uint8 N×3×H×W images, got "
-                                f"{arr.dtype} {tuple(arr.shape)}")
-        if len(arr) != count:
-            raise GenbenchError(f"{name}: asked for {count} images, got {len(arr)}")
-        where = f"{name} output"
-        return [to_rgb_hwc(img.transpose(1, 2, 0), where) for img in arr]
 
     def fingerprint(self) -> str | None:
         identity = self.generator.identity()

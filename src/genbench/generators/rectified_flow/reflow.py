@@ -33,7 +33,6 @@ from genbench.generators.rectified_flow.model import (
     FlowModel,
     SamplerConfig,
     from_uint8,
-    to_uint8,
 )
 from genbench.generators.source import balanced_labels
 from genbench.store import ChunkStore, chunk_ranges, my_chunks
@@ -214,5 +213,4 @@ def load_pairs(folder: str | Path) -> PairSet:
                    None if labels is None else torch.from_numpy(labels), [meta])
 
 
-__all__ = ["PAIR_SEED_BASE", "PairSet", "generate_pairs", "invert_real", "load_pairs",
-           "to_uint8"]
+__all__ = ["PAIR_SEED_BASE", "PairSet", "generate_pairs", "invert_real", "load_pairs"]

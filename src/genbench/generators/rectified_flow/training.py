@@ -34,6 +34,7 @@ from genbench.fileio import atomic_path
 from genbench.generators.nets.unet import UNET_CONFIGS, UNetConfig
 from genbench.generators.rectified_flow import objective
 from genbench.generators.rectified_flow.model import (
+    FlowGenerator,
     FlowModel,
     FlowSpec,
     SamplerConfig,
@@ -376,8 +377,7 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
     callbacks.append(progress)
     device = run_device(run.train.device)
 
-    def make_generator(network: nn.Module):
-        from genbench.generators.rectified_flow.model import FlowGenerator
+    def make_generator(network: nn.Module) -> FlowGenerator:
         return FlowGenerator(network, spec, run.score.sampler, device=device)
 
     if run.score.every and run.score.reference:
