@@ -281,40 +281,26 @@ def main() -> None:
     samplers = sweep_samplers(p)
     results["samplers"] = {k: s.to_dict() for k, s in samplers.items()}
     fid: dict[str, dict[str, float]] = {"1rf": {}, "2rfpp": {}}
+
+    def student_row(row: str, k: int) -> dict:
+        # D is the 2-RF++: its Table 1 rows are the sweep's rows, scored once
+        name = f"2rfpp-nfe{k}" if row == "D" else f"2rf-{row}-nfe{k}"
+        return timed("scoring", lambda: rows.score(f"{name}-{p.sweep_n}", students[row],
+                                                   SamplerConfig("euler", k), p.sweep_n))
+
+    # cheapest decisive figures first, so an interrupted run has committed the most
+    results["table1"] = {}
+    for row in p.ablation:
+        results["table1"][row] = {str(k): student_row(row, k)["metrics"]["fid"]["value"]
+                                  for k in (1, 2)}
+        results["table1"][row]["recipe"] = RECIPES[row].to_dict()
     for key, sampler in samplers.items():
         for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["D"])):
             row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: rows.score(
                 f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
             fid[name][key] = row["metrics"]["fid"]["value"]
     results["fid"] = fid
-    results["table1"] = {}
-    for row in p.ablation:
-        results["table1"][row] = {}
-        for k in (1, 2):
-            r = timed("scoring", lambda row=row, k=k: rows.score(
-                f"2rf-{row}-nfe{k}-{p.sweep_n}", students[row], SamplerConfig("euler", k),
-                p.sweep_n))
-            results["table1"][row][str(k)] = r["metrics"]["fid"]["value"]
-        results["table1"][row]["recipe"] = RECIPES[row].to_dict()
-    if p.headline_n:
-        headline = {}
-        for name, model_dir, sampler in (
-                ("1rf", teachers[""], p.teacher), ("1rf-1nfe", teachers[""],
-                                                   SamplerConfig("euler", 1)),
-                ("2rfpp-1nfe", students["D"], SamplerConfig("euler", 1)),
-                ("2rfpp-2nfe", students["D"], SamplerConfig("euler", 2))):
-            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: rows.score(
-                f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
-            headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
-        results["headline"] = {"num_images": p.headline_n, "rows": headline}
     if p.conditional:
-        r = timed("scoring", lambda: rows.score(
-            f"2rfpp-cond-nfe1-{p.headline_n}", students["D-cond"], SamplerConfig("euler", 1),
-            p.headline_n, per_class=True))
-        per_class = r.get("per_class") or {}
-        results["conditional"] = {"fid": r["metrics"]["fid"]["value"],
-                                  "per_class_fid": {c: v.get("fid", {}).get("value")
-                                                    for c, v in per_class.items()}}
         cas_path = out / "rows" / "cas.json"
         if not cas_path.is_file():
             from genbench.cas import classification_accuracy_score
@@ -325,10 +311,27 @@ def main() -> None:
                 progress=not args.quiet))
             cas_path.write_text(json.dumps(record, indent=1, default=str))
         cas = json.loads(cas_path.read_text())
-        results["conditional"]["cas"] = {
-            "top1": cas["cas"]["top1"], "top5": cas["cas"]["top5"],
-            "real_top1": cas["real_baseline"]["top1"], "gap": cas["gap"],
-            "per_class": cas["per_class"], "worst_classes": cas.get("worst_classes")}
+        n_cond = p.headline_n or p.sweep_n
+        r = timed("scoring", lambda: rows.score(
+            f"2rfpp-cond-nfe1-{n_cond}", students["D-cond"], SamplerConfig("euler", 1),
+            n_cond, per_class=True))
+        per_class = r.get("per_class") or {}
+        results["conditional"] = {
+            "num_images": n_cond, "fid": r["metrics"]["fid"]["value"],
+            "per_class_fid": {c: v.get("fid", {}).get("value") for c, v in per_class.items()},
+            "cas": {"top1": cas["cas"]["top1"], "top5": cas["cas"]["top5"],
+                    "real_top1": cas["real_baseline"]["top1"], "gap": cas["gap"],
+                    "per_class": cas["per_class"], "worst_classes": cas.get("worst_classes")}}
+    if p.headline_n:
+        headline = {}
+        for name, model_dir, sampler in (
+                ("1rf", teachers[""], p.teacher),
+                ("2rfpp-1nfe", students["D"], SamplerConfig("euler", 1)),
+                ("2rfpp-2nfe", students["D"], SamplerConfig("euler", 2))):
+            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: rows.score(
+                f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
+            headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
+        results["headline"] = {"num_images": p.headline_n, "rows": headline}
     results["straightness"] = {
         "1rf": timed("straightness", lambda: measure_straightness(teachers[""],
                                                                  p.straightness_n)),
