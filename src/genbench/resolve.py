@@ -251,7 +251,7 @@ def _checkpoint(rest: str, options: ResolveOptions) -> ResolvedInput:
     """``ckpt:MODEL[,solver=euler|heun][,nfe=K][,rule=standard|new][,grid=T0/T1/.../0]``: a
     shipped flow name, model file or run directory, sampled by seed (its recorded default
     sampler unless overridden)."""
-    from genbench.generators.rectified_flow.zoo import open_model
+    from genbench.generators.zoo import open_model
     from genbench.training.engine import run_device
 
     name, *settings = rest.split(",")

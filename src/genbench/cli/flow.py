@@ -173,7 +173,7 @@ def _reflow_arguments(parser: argparse.ArgumentParser) -> None:
 def _reflow(args: argparse.Namespace) -> dict:
     from genbench.generators.rectified_flow.reflow import generate_pairs, invert_real
     from genbench.generators.rectified_flow.training import load_images
-    from genbench.generators.rectified_flow.zoo import open_model
+    from genbench.generators.zoo import open_model
     from genbench.training.engine import run_device
 
     teacher = open_model(args.teacher)
@@ -228,7 +228,7 @@ def _sample(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from genbench.generators.export import write_samples
-    from genbench.generators.rectified_flow.zoo import open_model
+    from genbench.generators.zoo import open_model
     from genbench.training.engine import run_device
 
     model = open_model(args.model)

@@ -3,8 +3,11 @@
 Residual blocks (GroupNorm, SiLU, 3×3 convolutions, the embedding added between them, dropout,
 zero-initialised last convolution, skip scaled by 1/√2 as DDPM++), self-attention at the
 resolutions named, average-pool down / nearest up, Fourier (EDM) or sinusoidal (DDPM) time
-embedding, an optional class embedding, and a zero-initialised output convolution, so a new
-network predicts v = 0. Sized by a named configuration (``UNET_CONFIGS``).
+embedding, an optional class embedding, an optional representation conditioning (RCG: a
+zero-initialised projection of a representation vector added to the embedding, and a learned
+null representation, N(0, 0.02²) at the start, standing in for a dropped one), and a
+zero-initialised output convolution, so a new network predicts v = 0. Sized by a named
+configuration (``UNET_CONFIGS``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class UNetConfig:
     dropout: float = 0.1
     embedding: str = "fourier"                # "fourier" (EDM) or "positional" (DDPM)
     num_classes: int | None = None            # class-conditional when set
+    rep_dim: int | None = None                # representation-conditioned (RCG) when set
     groups: int = 32
 
     def to_dict(self) -> dict:
@@ -142,6 +146,9 @@ class UNet(nn.Module):
         self.time = embed[config.embedding](c)
         self.emb = nn.Sequential(nn.Linear(c, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label = nn.Embedding(config.num_classes, emb) if config.num_classes else None
+        if config.rep_dim:
+            self.rep = _zero(nn.Linear(config.rep_dim, emb))
+            self.null_rep = nn.Parameter(torch.randn(1, config.rep_dim) * 0.02)
         self.input = nn.Conv2d(config.image_channels, c, 3, padding=1)
         self.down, skips, size, cur = nn.ModuleList(), [c], image_size, c
         for level, mult in enumerate(config.channel_mult):
@@ -173,13 +180,25 @@ class UNet(nn.Module):
         self.out_norm = _norm(cur, g)
         self.output = _zero(nn.Conv2d(cur, config.image_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                rep: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        """``rep`` N×rep_dim representations (None: the null one for all), ``drop`` N bools:
+        where true the null representation replaces the given one."""
         emb = self.emb(self.time(t))
         if self.label is not None:
             if labels is None:
                 raise GenbenchError("this U-Net is class-conditional: give labels")
             emb = emb + self.label(labels)
+        if self.config.rep_dim:
+            null = self.null_rep.to(emb.dtype).expand(len(x), -1)
+            if rep is None:
+                rep = null
+            elif drop is not None:
+                rep = torch.where(drop[:, None], null, rep.to(emb.dtype))
+            emb = emb + self.rep(rep.to(emb.dtype))
+        elif rep is not None:
+            raise GenbenchError("this U-Net is not representation-conditioned")
         emb = F.silu(emb)
         h = self.input(x)
         skips = [h]

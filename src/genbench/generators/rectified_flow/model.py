@@ -68,6 +68,11 @@ class SamplerConfig:
             changes.setdefault("nfe", self.nfe)
         return replace(self, **changes)
 
+    @property
+    def forward_passes(self) -> int:
+        """Network evaluations per image."""
+        return self.nfe
+
     def run(self, velocity: solvers.Velocity, z: torch.Tensor) -> torch.Tensor:
         return solvers.sample(velocity, z, solver=self.solver, nfe=self.nfe,
                               grid=self.grid, rule=self.rule)
@@ -135,6 +140,23 @@ class FlowModel:
     sha256: str | None = None
     source: str = "flow"
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.spec.shape
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.spec.num_classes
+
+    @property
+    def default_sampler(self) -> SamplerConfig:
+        return self.spec.sampler
+
+    @property
+    def rep_dim(self) -> int | None:
+        """The representation dimension of an RCG pixel flow, else None."""
+        return self.spec.net.rep_dim
+
     def generator(self, sampler: SamplerConfig | None = None, *, device: str | torch.device
                   = "cpu", batch_size: int = 256) -> FlowGenerator:
         self.network.to(device)
@@ -145,10 +167,19 @@ class FlowModel:
 def save_model(path: str | os.PathLike, network: nn.Module, spec: FlowSpec, meta: dict[str, Any],
                *, half: bool = False) -> str:
     """Write a model file atomically; returns its sha256."""
-    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-               for k, v in network.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(),
-               "weights": weights, "meta": json.loads(json.dumps(meta))}
+               "weights": state_for_file(network, half), "meta": json.loads(json.dumps(meta))}
+    return write_payload(path, payload)
+
+
+def state_for_file(network: nn.Module, half: bool = False) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the state dict (floating tensors in float16 with ``half``)."""
+    return {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+            for k, v in network.state_dict().items()}
+
+
+def write_payload(path: str | os.PathLike, payload: dict) -> str:
+    """``torch.save`` a genbench file atomically; returns its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -156,15 +187,14 @@ def save_model(path: str | os.PathLike, network: nn.Module, spec: FlowSpec, meta
     return file_digest(path)
 
 
-def load_model(path: str | os.PathLike, *, sha256: str | None = None,
-               name: str | None = None) -> FlowModel:
-    """A model file as a ``FlowModel``; with ``sha256`` the file must match it. Anything
-    else (a training checkpoint, another program's file, weights of another network) is one
-    error line naming the file."""
+def read_payload(path: str | os.PathLike, *, sha256: str | None = None,
+                 name: str | None = None, kind: str = "model") -> tuple[dict, str, str]:
+    """(the ``weights_only`` dict of a genbench file, its sha256, the name to report); with
+    ``sha256`` the file must match it. A missing, damaged or unreadable file is one line."""
     path = Path(path)
     where = name or str(path)
     if not path.is_file():
-        raise GenbenchError(f"{where}: no such model file")
+        raise GenbenchError(f"{where}: no such {kind} file")
     digest = file_digest(path)
     if sha256 is not None and digest != sha256:
         raise GenbenchError(f"{where}: sha256 {digest[:16]}... does not match the recorded "
@@ -172,23 +202,48 @@ def load_model(path: str | os.PathLike, *, sha256: str | None = None,
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors of every kind: not a model file we can read
-        raise GenbenchError(f"{where}: not a genbench model file ({type(exc).__name__})") \
+        raise GenbenchError(f"{where}: not a genbench {kind} file ({type(exc).__name__})") \
             from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict):
+        raise GenbenchError(f"{where}: not a genbench {kind} file")
+    return payload, digest, where
+
+
+def check_format(payload: dict, fmt: str, version: int, where: str, what: str) -> None:
+    """One line unless ``payload`` is a ``fmt`` file of ``version``."""
+    if payload.get("format") != fmt:
         hint = " (a training checkpoint: give its run directory, whose model.pt is the " \
-               "trained model)" if isinstance(payload, dict) and "optimizer" in payload else ""
-        raise GenbenchError(f"{where}: not a genbench flow model file{hint}")
-    if payload.get("version") != VERSION:
-        raise GenbenchError(f"{where}: model file version {payload.get('version')}, this "
-                            f"genbench reads version {VERSION}; upgrade genbench")
+               "trained model)" if "optimizer" in payload else ""
+        raise GenbenchError(f"{where}: not a genbench {what} file{hint}")
+    if payload.get("version") != version:
+        raise GenbenchError(f"{where}: {what} file version {payload.get('version')}, this "
+                            f"genbench reads version {version}; upgrade genbench")
+
+
+def float_weights(payload: dict) -> dict[str, torch.Tensor]:
+    """The payload's state dict with half-precision weights back to float32."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["weights"].items()}
+
+
+def load_model(path: str | os.PathLike, *, sha256: str | None = None,
+               name: str | None = None) -> FlowModel:
+    """A model file as a ``FlowModel``; with ``sha256`` the file must match it. Anything
+    else (a training checkpoint, another program's file, weights of another network) is one
+    error line naming the file."""
+    payload, digest, where = read_payload(path, sha256=sha256, name=name)
+    return model_from_payload(payload, digest, where)
+
+
+def model_from_payload(payload: dict, digest: str | None, where: str) -> FlowModel:
+    """The ``FlowModel`` of a flow file's dict (also a part of an RCG file)."""
+    check_format(payload, FORMAT, VERSION, where, "flow model")
     try:
         spec = FlowSpec.from_dict(payload["spec"])
         network = spec.build()
     except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{where}: its network description is unreadable ({exc})") \
             from None
-    weights = {k: v.float() if v.is_floating_point() else v
-               for k, v in payload["weights"].items()}
+    weights = float_weights(payload)
     check_weights(network, weights, where)
     network.load_state_dict(weights)
     network.eval().requires_grad_(False)

@@ -31,7 +31,6 @@ from genbench.fileio import atomic_path
 from genbench.generators import solvers
 from genbench.generators.rectified_flow.model import (
     FlowModel,
-    SamplerConfig,
     from_uint8,
 )
 from genbench.generators.source import balanced_labels
@@ -47,13 +46,15 @@ PLAN_NAME = "plan.json"
 class PairSet:
     """Training examples of a 2-rectified flow: images (uint8 N×C×H×W), the noise of each
     (``seeds[i]`` ≥ 0: from that seed; ``seeds[i]`` = −1 − k: row k of the stored ``noise``)
-    and labels when conditional."""
+    and labels when conditional; for an RCG teacher the representation each image was
+    conditioned on (float32 N×D)."""
 
     images: torch.Tensor
     seeds: torch.Tensor
     noise: torch.Tensor | None
     labels: torch.Tensor | None
     plans: list[dict[str, Any]]
+    reps: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -62,6 +63,8 @@ class PairSet:
     def concat(parts: list[PairSet]) -> PairSet:
         if len({p.labels is None for p in parts}) > 1:
             raise GenbenchError("pair sets mix conditional and unconditional pairs")
+        if len({p.reps is None for p in parts}) > 1:
+            raise GenbenchError("pair sets mix pairs with and without representations")
         noise_rows, seeds, offset = [], [], 0
         for p in parts:
             s = p.seeds.clone()
@@ -71,9 +74,10 @@ class PairSet:
                 offset += len(p.noise)
             seeds.append(s)
         labels = None if parts[0].labels is None else torch.cat([p.labels for p in parts])
+        reps = None if parts[0].reps is None else torch.cat([p.reps for p in parts])
         return PairSet(torch.cat([p.images for p in parts]), torch.cat(seeds),
                        torch.cat(noise_rows) if noise_rows else None, labels,
-                       [plan for p in parts for plan in p.plans])
+                       [plan for p in parts for plan in p.plans], reps)
 
 
 def _check_plan(store: ChunkStore, plan: dict[str, Any]) -> None:
@@ -92,13 +96,15 @@ def _check_plan(store: ChunkStore, plan: dict[str, Any]) -> None:
                             f"{', '.join(diff)}); use another --out or delete it")
 
 
-def generate_pairs(teacher: FlowModel, out: str | Path, *, num_pairs: int,
-                   sampler: SamplerConfig, first_seed: int = PAIR_SEED_BASE,
+def generate_pairs(teacher: Any, out: str | Path, *, num_pairs: int,
+                   sampler: Any, first_seed: int = PAIR_SEED_BASE,
                    chunk_size: int = 1000, batch_size: int = 250,
                    device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
     """Make (or finish) ``num_pairs`` pairs of ``teacher`` in folder ``out``: pair i from
-    seed ``first_seed + i`` (and label i mod C for a conditional teacher). Returns the
-    folder's meta (counts, forward passes, seconds)."""
+    seed ``first_seed + i`` (and label i mod C for a conditional teacher). The teacher is a
+    ``FlowModel`` with a ``SamplerConfig``, or an ``RCGModel`` with an ``RCGSampler`` (then
+    each pair keeps its representation too). Returns the folder's meta (counts, forward
+    passes, seconds)."""
     if num_pairs < 1:
         raise GenbenchError(f"--num-pairs must be at least 1, got {num_pairs}")
     if chunk_size < 1:
@@ -106,12 +112,15 @@ def generate_pairs(teacher: FlowModel, out: str | Path, *, num_pairs: int,
     store = ChunkStore(out)
     plan = {"kind": "seeded", "teacher_sha256": teacher.sha256, "teacher": teacher.source,
             "sampler": sampler.to_dict(), "num_pairs": num_pairs, "first_seed": first_seed,
-            "chunk_size": chunk_size, "num_classes": teacher.spec.num_classes,
-            "shape": list(teacher.spec.shape)}
+            "chunk_size": chunk_size, "num_classes": teacher.num_classes,
+            "shape": list(teacher.shape)}
+    rep_dim = teacher.rep_dim
+    if rep_dim:
+        plan["rep_dim"] = rep_dim
     _check_plan(store, plan)
     generator = teacher.generator(sampler, device=device, batch_size=batch_size)
-    labels = None if not teacher.spec.num_classes else balanced_labels(
-        num_pairs, teacher.spec.num_classes)
+    labels = None if not teacher.num_classes else balanced_labels(
+        num_pairs, teacher.num_classes)
     todo = [(c, r) for c, r in my_chunks(num_pairs, chunk_size) if not store.has_chunk(c)]
     start = time.perf_counter()
     bar = tqdm(total=sum(len(r) for _, r in todo), desc="reflow pairs", unit="pair",
@@ -119,14 +128,19 @@ def generate_pairs(teacher: FlowModel, out: str | Path, *, num_pairs: int,
     for index, items in todo:
         seeds = first_seed + np.arange(items.start, items.stop, dtype=np.int64)
         part = None if labels is None else labels[items.start:items.stop]
-        images = generator.sample(seeds, part).numpy()
-        arrays = {"seeds": seeds, "images": images}
+        arrays = {"seeds": seeds}
+        if rep_dim:
+            images, reps = generator.sample_with_reps(seeds)
+            arrays["reps"] = reps.numpy().astype(np.float32)
+        else:
+            images = generator.sample(seeds, part)
+        arrays["images"] = images.numpy()
         if part is not None:
             arrays["labels"] = part
         store.write_chunk(index, **arrays)
         bar.update(len(items))
     bar.close()
-    return _finish(store, plan, num_pairs * sampler.nfe, time.perf_counter() - start,
+    return _finish(store, plan, num_pairs * sampler.forward_passes, time.perf_counter() - start,
                    len(chunk_ranges(num_pairs, chunk_size)))
 
 
@@ -205,12 +219,15 @@ def load_pairs(folder: str | Path) -> PairSet:
         seeds = -np.arange(len(seeds), dtype=np.int64) - 1
     labels = np.concatenate(list(store.iter_field("labels", count))) \
         if meta.get("num_classes") else None
+    reps = np.concatenate(list(store.iter_field("reps", count))) if meta.get("rep_dim") \
+        else None
     if len(images) != meta["num_pairs"]:
         raise GenbenchError(f"{folder}: {len(images)} pairs, its meta.json says "
                             f"{meta['num_pairs']}; make it again")
     return PairSet(torch.from_numpy(images), torch.from_numpy(seeds),
                    None if noise is None else torch.from_numpy(noise),
-                   None if labels is None else torch.from_numpy(labels), [meta])
+                   None if labels is None else torch.from_numpy(labels), [meta],
+                   None if reps is None else torch.from_numpy(reps))
 
 
 __all__ = ["PAIR_SEED_BASE", "PairSet", "generate_pairs", "invert_real", "load_pairs"]

@@ -30,7 +30,6 @@ from torch import nn
 
 from genbench import distributed
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_path
 from genbench.generators.nets.unet import UNET_CONFIGS, UNetConfig
 from genbench.generators.rectified_flow import objective
 from genbench.generators.rectified_flow.model import (
@@ -47,6 +46,7 @@ from genbench.generators.rectified_flow.reflow import PairSet, load_pairs
 from genbench.registry import Registry
 from genbench.training.callbacks import ProgressEvery, SampleGridEvery, ScoreEvery
 from genbench.training.engine import Callback, TrainConfig, TrainTask, run_device, train
+from genbench.training.rundir import check_run_dir, open_run_dir, write_json
 
 # ---------------------------------------------------------------- time distributions, losses
 
@@ -132,27 +132,42 @@ for _row, _time, _loss in (("A", "uniform", "l2"), ("C", "u-shaped", "l2"),
 
 @dataclass
 class FlowData:
-    """Training examples: uint8 images N×C×H×W, labels (conditional) and, for a 2-RF, the
-    pairs' noise (``PairSet``)."""
+    """Training examples: uint8 images N×C×H×W, labels (conditional), for a 2-RF the pairs'
+    noise (``PairSet``) and, for a representation-conditioned (RCG) flow, each image's
+    representation (float32 N×D)."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     pairs: PairSet | None
     description: str
+    reps: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
 
 class FlowTask(TrainTask):
-    """One rectified-flow training (see the module docstring)."""
+    """One rectified-flow training (see the module docstring). A representation-conditioned
+    network (``spec.net.rep_dim``) is given ``data.reps`` and replaces each example's with
+    the learned null representation with probability ``rep_dropout`` (RCG's 0.1), drawn
+    from the epoch's generator after the times."""
 
     def __init__(self, data: FlowData, spec: FlowSpec, recipe: FlowRecipe, *,
-                 init: FlowModel | None = None, lpips: nn.Module | None = None) -> None:
+                 init: FlowModel | None = None, lpips: nn.Module | None = None,
+                 rep_dropout: float = 0.0) -> None:
         if recipe.loss in NEEDS_LPIPS and lpips is None:
             raise GenbenchError(f"recipe {recipe.name} ({recipe.loss}) needs the LPIPS network")
+        if (data.reps is not None) != bool(spec.net.rep_dim):
+            raise GenbenchError("a representation-conditioned flow trains on images with "
+                                "representations, and only it does")
+        if data.reps is not None and data.reps.shape[1] != spec.net.rep_dim:
+            raise GenbenchError(f"the representations have {data.reps.shape[1]} dimensions, "
+                                f"the network takes {spec.net.rep_dim}")
+        if not 0.0 <= rep_dropout < 1.0:
+            raise GenbenchError(f"the representation dropout must be in [0, 1), got "
+                                f"{rep_dropout}")
         self.data, self.spec, self.recipe = data, spec, recipe
-        self.init, self.lpips = init, lpips
+        self.init, self.lpips, self.rep_dropout = init, lpips, rep_dropout
         self.shape = spec.shape
 
     @property
@@ -198,14 +213,20 @@ class FlowTask(TrainTask):
         z = self._noise(indices, generator)
         t = TIME_DISTRIBUTIONS[self.recipe.time](len(indices), self.recipe, generator)
         labels = None if self.data.labels is None else self.data.labels[indices].to(device)
-        return {"x": x.to(device), "z": z.to(device), "t": t.to(device), "labels": labels}
+        batch = {"x": x.to(device), "z": z.to(device), "t": t.to(device), "labels": labels,
+                 "rep": None, "drop": None}
+        if self.data.reps is not None:
+            batch["rep"] = self.data.reps[indices].float().to(device)
+            batch["drop"] = (torch.rand(len(indices), generator=generator)
+                             < self.rep_dropout).to(device)
+        return batch
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
         x, z, t = batch["x"], batch["z"], batch["t"]
         x_t, target = objective.interpolate(x, z, t)
         if x_t.is_cuda:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
-        v = model(x_t, t.float(), batch["labels"]).float()
+        v = model(x_t, t.float(), batch["labels"], rep=batch["rep"], drop=batch["drop"]).float()
         inputs = LossInputs(v, target, t.float(), x_t, x, self.lpips)
         return LOSSES[self.recipe.loss](inputs).mean()
 
@@ -245,7 +266,7 @@ def load_images(spec: str, *, conditional: bool) -> FlowData:
 
 def pair_data(folders: list[str]) -> FlowData:
     pairs = PairSet.concat([load_pairs(f) for f in folders])
-    return FlowData(pairs.images, pairs.labels, pairs, ", ".join(folders))
+    return FlowData(pairs.images, pairs.labels, pairs, ", ".join(folders), reps=pairs.reps)
 
 
 # ---------------------------------------------------------------- a run
@@ -302,12 +323,6 @@ class FlowRun:
                 "init": self.init, "kind": self.kind}
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    if distributed.current().is_main:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1))
-
-
 def _net_config(run: FlowRun, channels: int, num_classes: int | None,
                 init: FlowModel | None) -> UNetConfig:
     if init is not None:
@@ -320,20 +335,11 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
                lpips: nn.Module | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` in run directory ``out``; returns its summary (also written
     to ``out/summary.json``), the model in ``out/model.pt``."""
-    from genbench.generators.rectified_flow.zoo import open_model
+    from genbench.generators.zoo import open_model
 
     out = Path(out)
-    config_path = out / "config.json"
     wanted = run.to_dict()
-    if config_path.is_file():
-        have = json.loads(config_path.read_text())
-        if have != wanted:
-            diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
-            raise GenbenchError(f"{out}: a run directory of another training (differs in "
-                                f"{', '.join(diff)}); use another --out or delete it")
-    elif out.exists() and any(out.iterdir()):
-        raise GenbenchError(f"{out}: exists and is not a training run directory; use another "
-                            "--out")
+    check_run_dir(out, wanted)
     init = None
     if run.pairs:
         if run.init is None:
@@ -367,10 +373,7 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
     spec = FlowSpec(net, size, run.kind, default_sampler)
     task = FlowTask(data, spec, run.recipe, init=init, lpips=lpips)
 
-    if distributed.current().is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    distributed.barrier()
-    _write_json(config_path, wanted)
+    open_run_dir(out, wanted)
     callbacks: list[Callback] = []
     progress = ProgressEvery(run.progress_every, run.train.batch_size, log=out / "log.jsonl",
                              quiet=quiet, label=f"train {run.kind}")
@@ -418,6 +421,6 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
     if distributed.current().is_main:
         meta["summary"] = summary
         summary["sha256"] = save_model(out / "model.pt", network, spec, meta)
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary)
     distributed.barrier()
     return summary

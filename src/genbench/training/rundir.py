@@ -1,0 +1,55 @@
+"""Run directories: one folder per training, resumed when the same training is asked again.
+
+``open_run_dir(out, wanted)`` writes ``config.json`` (what must agree for a resume) on the
+first run and checks it on every later one; a folder of another training, or a folder that
+is not a run directory, is one line naming it. ``write_json`` writes a run file atomically
+on process 0. Everything else in a run directory (checkpoint, logs, the trained model,
+``summary.json``) is the training's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from genbench import distributed
+from genbench.errors import GenbenchError
+from genbench.fileio import atomic_path
+
+CONFIG_NAME = "config.json"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON at ``path``, atomically, by process 0 only."""
+    if distributed.current().is_main:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1))
+
+
+def check_run_dir(out: str | Path, wanted: dict[str, Any]) -> None:
+    """One line unless ``out`` is free or a run directory of the training ``wanted``
+    describes (check before loading anything, create with ``open_run_dir`` after)."""
+    out = Path(out)
+    config_path = out / CONFIG_NAME
+    if config_path.is_file():
+        have = json.loads(config_path.read_text())
+        if have != wanted:
+            diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
+            raise GenbenchError(f"{out}: a run directory of another training (differs in "
+                                f"{', '.join(diff)}); use another --out or delete it")
+    elif out.exists() and any(out.iterdir()):
+        raise GenbenchError(f"{out}: exists and is not a training run directory; use another "
+                            "--out")
+
+
+def open_run_dir(out: str | Path, wanted: dict[str, Any]) -> Path:
+    """The run directory ``out`` for the training ``wanted`` describes: created with its
+    ``config.json``, or checked against it."""
+    out = Path(out)
+    check_run_dir(out, wanted)
+    if distributed.current().is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
+    write_json(out / CONFIG_NAME, wanted)
+    return out
