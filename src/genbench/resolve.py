@@ -248,10 +248,12 @@ register_scheme("python", _python_object)
 
 
 def _checkpoint(rest: str, options: ResolveOptions) -> ResolvedInput:
-    """``ckpt:MODEL[,solver=euler|heun][,nfe=K][,rule=standard|new][,grid=T0/T1/.../0]``: a
-    shipped flow name, model file or run directory, sampled by seed (its recorded default
-    sampler unless overridden)."""
-    from genbench.generators.zoo import open_model
+    """``ckpt:MODEL[,solver=euler|heun][,nfe=K][,rule=standard|new][,grid=T0/T1/.../0]``
+    (and for an RCG checkpoint set ``guidance=``, ``rdm_steps=``, ``eta=``): a shipped name,
+    checkpoint file or run directory, sampled by seed (its recorded default sampler unless
+    overridden)."""
+    from genbench.generators.settings import apply_settings, parse_setting
+    from genbench.generators.zoo import open_checkpoint
     from genbench.training.engine import run_device
 
     name, *settings = rest.split(",")
@@ -260,20 +262,12 @@ def _checkpoint(rest: str, options: ResolveOptions) -> ResolvedInput:
     changes: dict = {}
     for item in settings:
         key, sep, value = item.partition("=")
-        try:
-            if key in ("solver", "rule") and sep:
-                changes[key] = value
-            elif key == "nfe" and sep:
-                changes["nfe"] = int(value)
-            elif key == "grid" and sep:
-                changes["grid"] = tuple(float(v) for v in value.split("/"))
-            else:
-                raise ValueError
-        except ValueError:
-            raise GenbenchError(f"ckpt:{rest}: cannot read {item!r}; settings are solver=, "
-                                "nfe=, rule= and grid=T0/T1/.../0") from None
-    model = open_model(name)
-    sampler = model.spec.sampler.with_options(**changes)
+        if not sep:
+            raise GenbenchError(f"ckpt:{rest}: cannot read {item!r}; write setting=value "
+                                "(solver=, nfe=, rule=, grid=T0/T1/.../0, guidance=, ...)")
+        changes[key] = parse_setting(key, value, f"ckpt:{rest}")
+    model = open_checkpoint(name)
+    sampler = apply_settings(model.default_sampler, changes, f"ckpt:{rest}")
     generator = model.generator(sampler, device=run_device("auto"),
                                 batch_size=max(options.batch_size, 1))
     return _generator(generator, options)

@@ -16,7 +16,7 @@ from genbench.devices import resolve_device
 from genbench.errors import GenbenchError
 
 FAMILIES = ("genbench.cli.evaluate", "genbench.cli.cas", "genbench.cli.info",
-            "genbench.cli.flow")
+            "genbench.cli.train", "genbench.cli.flow", "genbench.cli.rcg")
 
 
 def build_parser() -> argparse.ArgumentParser:

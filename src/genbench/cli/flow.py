@@ -1,20 +1,17 @@
 """Commands of the rectified-flow generators: ``train rf``, ``reflow`` and ``sample``.
 
-``train`` holds one sub-command per generator family (``TRAINERS``): ``train rf`` trains a
-1-rectified flow on images, or a 2-rectified flow(++) on reflow pairs from its teacher."""
+``train rf`` trains a 1-rectified flow on images, or a 2-rectified flow(++) on reflow pairs
+from its teacher; ``reflow`` and ``sample`` take any generator checkpoint (a flow, an RCG
+checkpoint set)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from genbench.cli.commands import register_command
 from genbench.cli.options import add_device_option, add_output_options
+from genbench.cli.train import TRAINERS
 from genbench.errors import GenbenchError
-from genbench.registry import Registry
-
-Trainer = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]
-TRAINERS: Registry[Trainer] = Registry("trainer")
 
 
 def add_sampler_options(parser: argparse.ArgumentParser, *, what: str = "the model's "
@@ -28,17 +25,22 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, what: str = "the mod
                        help="update rule: standard, or the paper's new x̂-based rule")
     group.add_argument("--grid", default=None, metavar="T0,T1,...,0",
                        help="explicit descending time grid, e.g. 0.99999,0.6,0")
+    group.add_argument("--guidance", type=float, default=None, metavar="TAU",
+                       help="RCG: classifier-free guidance scale τ (linear schedule)")
+    group.add_argument("--rdm-steps", type=int, default=None,
+                       help="RCG: DDIM steps of the representation generator")
+    group.add_argument("--eta", type=float, default=None, help="RCG: DDIM eta")
 
 
 def sampler_from_args(args: argparse.Namespace, base):
-    grid = None
+    """``base`` (a model's sampler) with the sampler options given on the command line."""
+    from genbench.generators.settings import apply_settings, parse_setting
+
+    changes = {key: getattr(args, key) for key in ("solver", "nfe", "rule", "guidance",
+                                                    "rdm_steps", "eta")}
     if args.grid:
-        try:
-            grid = tuple(float(v) for v in args.grid.split(","))
-        except ValueError:
-            raise GenbenchError(f"--grid must be comma-separated times, got {args.grid!r}") \
-                from None
-    return base.with_options(solver=args.solver, nfe=args.nfe, rule=args.rule, grid=grid)
+        changes["grid"] = parse_setting("grid", args.grid, "--grid")
+    return apply_settings(base, changes, "sampler options")
 
 
 # ---------------------------------------------------------------- train rf
@@ -137,24 +139,14 @@ def _train_rf(args: argparse.Namespace) -> dict:
 TRAINERS.register("rf", (_train_rf_arguments, _train_rf))
 
 
-def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="trainer", required=True)
-    for name, (add_arguments, _) in TRAINERS.items():
-        add_arguments(sub.add_parser(name, help=f"train a {name} generator"))
-
-
-register_command("train", "train a reference generator (rf: rectified flows)",
-                 _train_arguments, lambda args: TRAINERS[args.trainer][1](args),
-                 "Train genbench's reference generators; every run resumes from its run "
-                 "directory.")
-
 # ---------------------------------------------------------------- reflow
 
 
 def _reflow_arguments(parser: argparse.ArgumentParser) -> None:
     from genbench.generators.rectified_flow.reflow import PAIR_SEED_BASE
 
-    parser.add_argument("teacher", help="the 1-RF: a shipped name, model file or run directory")
+    parser.add_argument("teacher", help="the 1-RF (or an RCG checkpoint set): a shipped name, "
+                                        "model file or run directory")
     parser.add_argument("--out", required=True, metavar="DIR", help="pair folder (resumed)")
     parser.add_argument("-n", "--num-pairs", type=int, default=None,
                         help="pairs from seeds (not with --invert)")
@@ -171,16 +163,19 @@ def _reflow_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _reflow(args: argparse.Namespace) -> dict:
+    from genbench.generators.rectified_flow.model import FlowModel
     from genbench.generators.rectified_flow.reflow import generate_pairs, invert_real
     from genbench.generators.rectified_flow.training import load_images
-    from genbench.generators.zoo import open_model
+    from genbench.generators.zoo import open_checkpoint
     from genbench.training.engine import run_device
 
-    teacher = open_model(args.teacher)
+    teacher = open_checkpoint(args.teacher)
     device = run_device(args.device)
     if args.invert:
         if args.num_pairs is not None:
             raise GenbenchError("give -n (pairs from seeds) or --invert DATA, not both")
+        if not isinstance(teacher, FlowModel):
+            raise GenbenchError(f"{args.teacher}: --invert needs a rectified flow teacher")
         data = load_images(args.invert, conditional=bool(teacher.spec.num_classes))
         meta = invert_real(teacher, args.out, images=data.images.numpy(),
                            labels=None if data.labels is None else data.labels.numpy(),
@@ -191,7 +186,7 @@ def _reflow(args: argparse.Namespace) -> dict:
         if args.num_pairs is None:
             raise GenbenchError("give -n/--num-pairs (or --invert DATA)")
         meta = generate_pairs(teacher, args.out, num_pairs=args.num_pairs,
-                              sampler=sampler_from_args(args, teacher.spec.sampler),
+                              sampler=sampler_from_args(args, teacher.default_sampler),
                               first_seed=args.first_seed, chunk_size=args.chunk_size,
                               batch_size=args.batch_size, device=device,
                               progress=not args.quiet)
@@ -228,14 +223,14 @@ def _sample(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from genbench.generators.export import write_samples
-    from genbench.generators.zoo import open_model
+    from genbench.generators.zoo import open_checkpoint
     from genbench.training.engine import run_device
 
-    model = open_model(args.model)
-    sampler = sampler_from_args(args, model.spec.sampler)
+    model = open_checkpoint(args.model)
+    sampler = sampler_from_args(args, model.default_sampler)
     labels = None
     if args.label is not None:
-        classes = model.spec.num_classes
+        classes = model.num_classes
         if not classes:
             raise GenbenchError(f"{args.model}: --class needs a class-conditional model")
         if not 0 <= args.label < classes:

@@ -75,9 +75,9 @@ def model_path(spec: str | Path) -> Path:
         for name in RUN_DIR_FILES:
             if (path / name).is_file():
                 return path / name
-        raise GenbenchError(f"{path}: a run directory without a trained model ("
-                            f"{' or '.join(RUN_DIR_FILES)}): training has not finished; run "
-                            "the same `genbench train` command again to resume it")
+        raise GenbenchError(f"{path}: a run directory without {' or '.join(RUN_DIR_FILES)} "
+                            "(training has not finished; run the same `genbench train` "
+                            "command again to resume it)")
     if not path.exists():
         names = ", ".join(SHIPPED) or "none yet"
         raise GenbenchError(f"{text}: no such model file, run directory or shipped model "

@@ -65,6 +65,8 @@ class RCGSampler:
     guidance: float = 0.0
     schedule: str = "linear"
 
+    option_names = ("solver", "nfe", "rule", "grid", "guidance", "rdm_steps", "eta")
+
     def __post_init__(self) -> None:
         if not self.guidance >= 0:
             raise GenbenchError(f"--guidance must be >= 0, got {self.guidance}")

@@ -47,6 +47,8 @@ class SamplerConfig:
     rule: str = "standard"
     grid: tuple[float, ...] | None = None
 
+    option_names = ("solver", "nfe", "rule", "grid")
+
     def __post_init__(self) -> None:
         times = solvers.time_grid(self.solver, self.nfe, self.grid, self.rule)
         if self.grid is not None:
