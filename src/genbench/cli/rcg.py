@@ -56,6 +56,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--progress-every", type=int, default=50)
     parser.add_argument("--half", action="store_true",
                         help="pixel stage: write rcg.pt with float16 weights")
     add_sampler_options(parser, what="Heun 11 NFE (Euler 1 with --pairs), DDIM 250 steps "
@@ -96,12 +97,14 @@ def _run(args: argparse.Namespace) -> dict:
         stage = EncoderStage(args.data, config, args.encoder, args.rep_dim)
         if args.lr is not None:
             stage = replace(stage, optim=replace(stage.optim, lr=args.lr))
-        summary = train_encoder(stage, args.out, quiet=args.quiet)
+        summary = train_encoder(stage, args.out, quiet=args.quiet,
+                                progress_every=args.progress_every)
     elif args.stage == "rdm":
         stage = RDMStage(config, args.rdm)
         if args.lr is not None:
             stage = replace(stage, optim=replace(stage.optim, lr=args.lr))
-        summary = train_rdm(stage, args.out, quiet=args.quiet)
+        summary = train_rdm(stage, args.out, quiet=args.quiet,
+                            progress_every=args.progress_every)
     else:
         recipe = RECIPES[args.recipe or ("D" if args.pairs else "1rf")]
         if args.lr is not None:
@@ -111,7 +114,8 @@ def _run(args: argparse.Namespace) -> dict:
         sampler = sampler_from_args(args, base)
         stage = PixelStage(config, args.net, recipe, args.rep_dropout, tuple(args.pairs),
                            args.init, sampler)
-        summary = train_pixel(stage, args.out, quiet=args.quiet, half=args.half)
+        summary = train_pixel(stage, args.out, quiet=args.quiet, half=args.half,
+                              progress_every=args.progress_every)
     if args.json:
         return summary
     return {"text": f"rcg {args.stage} trained: {summary['steps']} steps in {args.out} "

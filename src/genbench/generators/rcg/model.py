@@ -13,10 +13,11 @@ default ``RCGSampler``. Its parts must agree (one representation dimension, one 
 shape): anything else is one line naming the file.
 
 ``RCGGenerator``: image i is made from seed i alone: its representation by DDIM from the RDM
-(stream ``rep_seed(i)``), then the pixel flow from ``noise_for_seeds([i])`` conditioned on
-it, with classifier-free guidance v = v_c + τ_k·(v_c − v_u) (v_u: the null representation)
-and the paper's linear schedule τ_k = τ·(k + 1)/K over the K pixel steps (on any time grid:
-τ·min(1, 1 − t + 1/K) at time t, exactly (k + 1)/K on the uniform one).
+(its own stream of seed i, see ``rdm.seeded_noise``), then the pixel flow from
+``noise_for_seeds([i])`` conditioned on it, with classifier-free guidance
+v = v_c + τ_k·(v_c − v_u) (v_u: the null representation) and the paper's linear schedule
+τ_k = τ·(k + 1)/K over the K pixel steps (on any time grid: τ·min(1, 1 − t + 1/K) at time t,
+exactly (k + 1)/K on the uniform one).
 """
 
 from __future__ import annotations

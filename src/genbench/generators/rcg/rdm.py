@@ -17,8 +17,10 @@
   deterministic and ``ddim_invert`` runs it backwards.
 
 Every random number of sample i (its start and the noise of every step) is drawn from one
-CPU generator seeded with ``rep_seed(seeds[i])``, so a representation never depends on the
-batch or the process, and never shares a stream with the pixel noise of the same seed.
+numpy PCG64 stream of the seed sequence (seeds[i], ``REP_STREAM``), so a representation never
+depends on the batch or the process, and never shares a stream with the pixel noise of any
+seed (torch's CPU generator, which the pixel noise uses, keeps only a seed's low 32 bits: an
+offset seed would alias another image's noise).
 """
 
 from __future__ import annotations
@@ -33,12 +35,8 @@ from torch import nn
 from genbench.errors import GenbenchError
 from genbench.registry import Registry
 
-#: added to a sample's seed for its representation stream (the pixel noise uses the seed)
-REP_STREAM = 1 << 62
-
-
-def rep_seed(seed: int) -> int:
-    return REP_STREAM + int(seed)
+#: the second word of a representation stream's seed sequence (the pixel noise uses torch)
+REP_STREAM = 0x52434752  # "RCGR"
 
 
 @dataclass(frozen=True)
@@ -175,10 +173,11 @@ class DDIMConfig:
 
 
 def ddim_timesteps(schedule: DDPMSchedule, steps: int) -> list[int]:
-    """LDM's uniform sub-grid, ascending: 1, 1 + c, 1 + 2c, ... (c = T // steps)."""
-    if steps > schedule.steps:
+    """LDM's uniform sub-grid, ascending: 1, 1 + c, 1 + 2c, ... (c = T // steps); its
+    shift by one leaves room for at most T − 1 steps."""
+    if steps >= schedule.steps:
         raise GenbenchError(f"DDIM steps ({steps}) cannot exceed the chain's "
-                            f"{schedule.steps}")
+                            f"{schedule.steps} − 1")
     c = schedule.steps // steps
     return [s + 1 for s in range(0, schedule.steps, c)][:steps]
 
@@ -203,16 +202,15 @@ def ddim_step(x: torch.Tensor, x0: torch.Tensor, a: float, a_prev: float, sigma:
 
 
 def seeded_noise(seeds: np.ndarray, count: int, dim: int) -> torch.Tensor:
-    """N×count×dim standard normals, row i from ``rep_seed(seeds[i])`` alone."""
+    """float32 N×count×dim standard normals, row i from the stream of ``seeds[i]`` alone."""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    out = torch.empty((len(seeds), count, dim))
-    gen = torch.Generator()
+    out = np.empty((len(seeds), count, dim), dtype=np.float32)
     for i, seed in enumerate(seeds.tolist()):
         if seed < 0:
             raise GenbenchError(f"seeds must be non-negative, got {seed}")
-        gen.manual_seed(rep_seed(seed))
-        out[i] = torch.randn((count, dim), generator=gen)
-    return out
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, REP_STREAM])))
+        out[i] = rng.standard_normal((count, dim), dtype=np.float32)
+    return torch.from_numpy(out)
 
 
 @torch.no_grad()

@@ -237,9 +237,9 @@ class RDMTask(TrainTask):
 
 
 def _run(task: TrainTask, config: TrainConfig, out: Path, label: str,
-         quiet: bool) -> tuple[TrainResult, float, ProgressEvery]:
-    progress = ProgressEvery(50, config.batch_size, log=out / "log.jsonl", quiet=quiet,
-                             label=label)
+         quiet: bool, progress_every: int) -> tuple[TrainResult, float, ProgressEvery]:
+    progress = ProgressEvery(progress_every, config.batch_size, log=out / "log.jsonl",
+                             quiet=quiet, label=label)
     start = time.perf_counter()
     result = train(task, config, checkpoint_path=out / "checkpoint.pt", callbacks=[progress])
     return result, time.perf_counter() - start, progress
@@ -258,8 +258,8 @@ def _summary(out: Path, result: TrainResult, config: TrainConfig, seconds: float
             "num_params": sum(p.numel() for p in network.parameters()), **extra}
 
 
-def train_encoder(stage: EncoderStage, root: str | Path, *, quiet: bool = False
-                  ) -> dict[str, Any]:
+def train_encoder(stage: EncoderStage, root: str | Path, *, quiet: bool = False,
+                  progress_every: int = 50) -> dict[str, Any]:
     """Stage 1: the SSL encoder in ROOT/encoder (model.pt: an encoder file)."""
     out = Path(root) / "encoder"
     wanted = stage.to_dict()
@@ -267,7 +267,8 @@ def train_encoder(stage: EncoderStage, root: str | Path, *, quiet: bool = False
     data = load_images(stage.data, conditional=False)
     task = EncoderTask(data.images, stage)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, "train rcg encoder", quiet)
+    result, seconds, _ = _run(task, stage.train, out, "train rcg encoder", quiet,
+                              progress_every)
     network = result.network
     summary = _summary(out, result, stage.train, seconds, len(data), network,
                        {"data": data.description})
@@ -328,7 +329,8 @@ def training_reps(root: str | Path, *, chunk_size: int = 5000, batch_size: int =
     return data.images, reps, data.description
 
 
-def train_rdm(stage: RDMStage, root: str | Path, *, quiet: bool = False) -> dict[str, Any]:
+def train_rdm(stage: RDMStage, root: str | Path, *, quiet: bool = False,
+              progress_every: int = 50) -> dict[str, Any]:
     """Stage 2: the RDM on ROOT/reps, in ROOT/rdm (model.pt: an RDM file)."""
     root = Path(root)
     out = root / "rdm"
@@ -338,7 +340,7 @@ def train_rdm(stage: RDMStage, root: str | Path, *, quiet: bool = False) -> dict
     _, reps, description = training_reps(root, progress=not quiet)
     task = RDMTask(reps, stage)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, "train rcg rdm", quiet)
+    result, seconds, _ = _run(task, stage.train, out, "train rcg rdm", quiet, progress_every)
     network = result.ema_network if result.ema_network is not None else result.network
     summary = _summary(out, result, stage.train, seconds, len(reps), network,
                        {"data": description})
@@ -360,7 +362,7 @@ def _finished(path: Path, what: str, root: Path) -> Path:
 
 
 def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
-                half: bool = False) -> dict[str, Any]:
+                half: bool = False, progress_every: int = 50) -> dict[str, Any]:
     """Stage 3: the pixel flow in ROOT/pixel, then the checkpoint set ROOT/rcg.pt (with
     ``half``: float16 weights, as the shipped models)."""
     from genbench.generators.rcg.zoo import open_rcg
@@ -397,7 +399,8 @@ def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
     task = FlowTask(data, spec, stage.recipe, init=None if teacher is None else teacher.pixel,
                     rep_dropout=stage.rep_dropout)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, f"train rcg pixel {stage.kind}", quiet)
+    result, seconds, _ = _run(task, stage.train, out, f"train rcg pixel {stage.kind}", quiet,
+                              progress_every)
     network = result.ema_network if result.ema_network is not None else result.network
     summary = _summary(out, result, stage.train, seconds, len(data), network,
                        {"kind": stage.kind, "data": data.description,

@@ -33,6 +33,8 @@ from genbench.generators.base import Generator
 from genbench.generators.nets.unet import UNet, UNetConfig
 
 FORMAT, VERSION = "genbench-flow", 1
+#: seeds are below this: torch's CPU generator keeps only a seed's low 32 bits
+SEED_LIMIT = 1 << 32
 KINDS = ("1-rf", "2-rf")
 
 
@@ -272,8 +274,9 @@ def noise_for_seeds(seeds: np.ndarray | list[int], shape: tuple[int, ...]) -> to
     out = torch.empty((len(seeds), *shape), dtype=torch.float32)
     gen = torch.Generator()
     for i, seed in enumerate(seeds.tolist()):
-        if seed < 0:
-            raise GenbenchError(f"seeds must be non-negative, got {seed}")
+        if not 0 <= seed < SEED_LIMIT:
+            raise GenbenchError(f"seeds must be in 0..2**32 - 1 (torch's generator keeps 32 "
+                                f"bits of a seed), got {seed}")
         gen.manual_seed(seed)
         out[i] = torch.randn(shape, generator=gen)
     return out
