@@ -232,3 +232,6 @@ register_extractor(DEFAULT_EXTRACTOR, InceptionExtractor)
 
 def create_extractor(name: str = DEFAULT_EXTRACTOR, **options) -> FeatureExtractor:
     return EXTRACTORS.lookup(name)(**options)
+
+
+from genbench.extractors import ssl as _ssl  # noqa: E402,F401  (registers its extractors)
