@@ -437,3 +437,96 @@ def test_cli_end_to_end_and_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+# ---------------------------------------------------------------- MoCo v3 and extractors
+
+
+def test_mocov3_vit_sizes_are_the_official_ones():
+    from genbench.generators.rcg.mocov3 import VIT_CONFIGS, MoCoViT
+
+    # timm's vit_base/large_patch16_224 count 86,567,656 / 304,326,632 parameters with a
+    # learned position embedding (197 × width) and a 1000-class head; MoCo v3's positions are
+    # fixed and its head is the projection MLP
+    for name, timm_total in (("vit-b", 86_567_656), ("vit-l", 304_326_632)):
+        with torch.device("meta"):
+            net = MoCoViT(VIT_CONFIGS[name])
+        width = VIT_CONFIGS[name].width
+        body = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("head."))
+        assert body + 197 * width + width * 1000 + 1000 == timm_total, name
+        head = sum(p.numel() for n, p in net.named_parameters() if n.startswith("head."))
+        assert head == width * 4096 + 2 * 4096 + 4096 * 4096 + 2 * 4096 + 4096 * 256
+
+
+def test_sincos_position_embedding_by_hand():
+    from genbench.generators.rcg.mocov3 import sincos_position_embedding
+
+    emb = sincos_position_embedding(2, 8)  # 2×2 grid, width 8: quarters of 2 channels
+    assert emb.shape == (1, 5, 8) and torch.equal(emb[0, 0], torch.zeros(8))
+    # token 1 + (h=1)*2 + (w=0): sin/cos of w·ω then of h·ω, ω = (1, 1/100)
+    omega = torch.tensor([1.0, 0.01])
+    want = torch.cat([(0 * omega).sin(), (0 * omega).cos(), (1 * omega).sin(),
+                      (1 * omega).cos()])
+    torch.testing.assert_close(emb[0, 3], want)
+
+
+def test_mocov3_loader_reads_the_official_layout(tmp_path):
+    from genbench.generators.rcg import mocov3
+
+    small = mocov3.ViTConfig("vit-test", width=16, depth=2, heads=2, patch=8, image_size=16,
+                             head_hidden=32, rep_dim=8)
+    entry = mocov3.MoCoCheckpoint(small, "https://example.invalid/vit-test.pth.tar")
+    mocov3.MOCOV3_CHECKPOINTS.register("mocov3-test", entry)
+    try:
+        torch.manual_seed(0)
+        source = mocov3.MoCoViT(small).eval()
+        state = {f"module.base_encoder.{k}": v for k, v in source.state_dict().items()}
+        state.update({f"module.momentum_encoder.{k}": v.clone()
+                      for k, v in source.state_dict().items()})
+        state["module.predictor.0.weight"] = torch.randn(4, 8)
+        path = tmp_path / "vit-test.pth.tar"
+        torch.save({"epoch": 300, "arch": "vit_test", "state_dict": state}, path)
+        loaded = mocov3.load_mocov3("mocov3-test", path=path)
+        images = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8)
+        torch.testing.assert_close(loaded.representation(images),
+                                   source.representation(images))
+        # the representation: ImageNet mean/std, bicubic to 16, class token, head, standardised
+        x = (images.float() / 255 - torch.tensor(mocov3.IMAGENET_MEAN)[None, :, None, None]) \
+            / torch.tensor(mocov3.IMAGENET_STD)[None, :, None, None]
+        x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bicubic",
+                                            align_corners=False)
+        torch.testing.assert_close(loaded.representation(images),
+                                   standardize(source.head(source.features(x))))
+        with pytest.raises(GenbenchError, match="is not the expected"):
+            mocov3.load_mocov3("mocov3-test", path=path, sha256="0" * 64)
+        torch.save({"state_dict": {"module.base_encoder.cls_token": torch.zeros(1, 1, 4)}},
+                   tmp_path / "wrong.pth.tar")
+        with pytest.raises(GenbenchError, match="not a vit-test MoCo v3 encoder"):
+            mocov3.load_mocov3("mocov3-test", path=tmp_path / "wrong.pth.tar")
+        torch.save({"model": {}}, tmp_path / "other.pth")
+        with pytest.raises(GenbenchError, match="no state_dict"):
+            mocov3.load_mocov3("mocov3-test", path=tmp_path / "other.pth")
+        with pytest.raises(GenbenchError, match="not cached"):
+            mocov3.load_mocov3("mocov3-test", download=False)
+    finally:
+        mocov3.MOCOV3_CHECKPOINTS._entries.pop("mocov3-test", None)
+
+
+def test_rcg_encoder_is_an_extractor(rcg_root, capsys):
+    from genbench.extractors import create_extractor
+
+    extractor = create_extractor("rcg-encoder", weights=str(rcg_root))
+    model = load_rcg(rcg_root / "rcg.pt")
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    protocol_out = images.repeat(1, 3, 1, 1).float() * 2 / 255 - 1
+    torch.testing.assert_close(extractor(protocol_out), model.encoder.represent(images),
+                               rtol=1e-5, atol=1e-5)
+    assert extractor.feature_dim == 8 and extractor.identity.startswith("rcg-encoder:")
+    assert main(["eval", f"ckpt:{rcg_root}", "--ref", "digits", "--num-images", "40",
+                 "--extractor", "rcg-encoder", "--weights", str(rcg_root), "--metrics",
+                 "fid,pr", "--json", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["extractor"].startswith("rcg-encoder") or "rcg-encoder" in json.dumps(record)
+    assert main(["eval", "digits", "--ref", "digits", "--num-images", "8", "--extractor",
+                 "rcg-encoder"]) == 2
+    assert "needs --weights" in capsys.readouterr().err
