@@ -45,7 +45,7 @@ from genbench.generators import solvers
 from genbench.generators.rectified_flow.model import SamplerConfig, noise_for_seeds
 from genbench.generators.rectified_flow.reflow import generate_pairs
 from genbench.generators.rectified_flow.training import RECIPES, FlowRun, train_flow
-from genbench.generators.rectified_flow.zoo import MANIFEST, MODELS_DIR, open_model
+from genbench.generators.zoo import MANIFEST, MODELS_DIR, open_model
 from genbench.training.engine import TrainConfig
 
 REFERENCE = "fashion-mnist:test"

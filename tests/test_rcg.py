@@ -530,3 +530,19 @@ def test_rcg_encoder_is_an_extractor(rcg_root, capsys):
     assert main(["eval", "digits", "--ref", "digits", "--num-images", "8", "--extractor",
                  "rcg-encoder"]) == 2
     assert "needs --weights" in capsys.readouterr().err
+
+
+def test_representation_quality_measures():
+    from genbench.generators.rcg.quality import linear_probe, representation_fd
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(4000, 3, generator=g, dtype=torch.float64) + torch.tensor([1.0, 0, 0])
+    # N(0, I) against N(e1, I): FD = ‖e1‖² = 1 (sampling error ~ a few hundredths)
+    assert abs(representation_fd(a, b) - 1.0) < 0.1
+    assert representation_fd(a, a) < 1e-9
+    labels = torch.arange(600) % 3
+    feats = torch.randn(600, 5, generator=g) + 3 * torch.nn.functional.one_hot(labels, 5)
+    assert linear_probe(feats[:400], labels[:400], feats[400:], labels[400:]) > 0.95
+    noise = torch.randn(600, 5, generator=g)
+    assert linear_probe(noise[:400], labels[:400], noise[400:], labels[400:]) < 0.5
