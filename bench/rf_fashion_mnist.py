@@ -31,16 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import Rows, log
 
-from genbench.config import ExtractionConfig
-from genbench.evaluation import Evaluation
 from genbench.generators import solvers
 from genbench.generators.rectified_flow.model import SamplerConfig, noise_for_seeds
 from genbench.generators.rectified_flow.reflow import generate_pairs
@@ -81,10 +79,6 @@ PRESETS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def done(run_dir: Path, steps: int) -> bool:
     summary = run_dir / "summary.json"
     return (run_dir / "model.pt").is_file() and summary.is_file() \
@@ -99,37 +93,12 @@ def train_stage(name: str, run: FlowRun, out: Path, quiet: bool) -> Path:
     return run_dir
 
 
-class Rows:
-    """Scored rows, one JSON each under DIR/rows (reused on resume)."""
-
-    def __init__(self, out: Path, quiet: bool) -> None:
-        self.folder, self.quiet = out / "rows", quiet
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.evaluations: dict[tuple[int, str, bool], Evaluation] = {}
-
-    def evaluation(self, n: int, metrics: str, per_class: bool = False) -> Evaluation:
-        key = (n, metrics, per_class)
-        if key not in self.evaluations:
-            self.evaluations[key] = Evaluation(
-                REFERENCE, metrics=metrics, num_images=n, per_class=per_class,
-                config=ExtractionConfig(progress=not self.quiet))
-        return self.evaluations[key]
-
-    def score(self, name: str, model_dir: Path, sampler: SamplerConfig, n: int,
+def score_row(rows: Rows, name: str, model_dir: Path, sampler: SamplerConfig, n: int,
               metrics: str = "fid", per_class: bool = False) -> dict:
-        path = self.folder / f"{name}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        model = open_model(model_dir)
-        log(f"scoring {name}: {model.source}, {sampler.describe()}, {n} vs {n}")
-        result = self.evaluation(n, metrics, per_class).score(
-            model.generator(sampler), num_images=n, desc=name).to_dict()
-        row = {"name": name, "model_sha256": model.sha256, "sampler": sampler.to_dict(),
-               "num_images": n, "reference": f"{REFERENCE} (first {n})",
-               "metrics": result["metrics"], "per_class": result.get("per_class"),
-               "seconds": result["seconds"]}
-        path.write_text(json.dumps(row, indent=1))
-        return row
+    model = open_model(model_dir)
+    return rows.score(name, lambda: model.generator(sampler), n, metrics=metrics,
+                      per_class=per_class,
+                      record=lambda: {"model_sha256": model.sha256, "sampler": sampler.to_dict()})
 
 
 def sweep_samplers(preset: Preset) -> dict[str, SamplerConfig]:
@@ -274,7 +243,7 @@ def main() -> None:
     if args.stop_after == "students":
         return
 
-    rows = Rows(out, args.quiet)
+    rows = Rows(out, REFERENCE, args.quiet)
     results: dict = {"preset": args.preset, "preset_settings": {
         **{k: v for k, v in p.__dict__.items() if k != "teacher"},
         "teacher": p.teacher.to_dict()}, "reference": REFERENCE, "protocol": "tf"}
@@ -285,8 +254,8 @@ def main() -> None:
     def student_row(row: str, k: int) -> dict:
         # D is the 2-RF++: its Table 1 rows are the sweep's rows, scored once
         name = f"2rfpp-nfe{k}" if row == "D" else f"2rf-{row}-nfe{k}"
-        return timed("scoring", lambda: rows.score(f"{name}-{p.sweep_n}", students[row],
-                                                   SamplerConfig("euler", k), p.sweep_n))
+        return timed("scoring", lambda: score_row(rows, f"{name}-{p.sweep_n}", students[row],
+                                                  SamplerConfig("euler", k), p.sweep_n))
 
     # cheapest decisive figures first, so an interrupted run has committed the most
     results["table1"] = {}
@@ -296,8 +265,8 @@ def main() -> None:
         results["table1"][row]["recipe"] = RECIPES[row].to_dict()
     for key, sampler in samplers.items():
         for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["D"])):
-            row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: rows.score(
-                f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
+            row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: score_row(
+                rows, f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
             fid[name][key] = row["metrics"]["fid"]["value"]
     results["fid"] = fid
     if p.conditional:
@@ -312,8 +281,8 @@ def main() -> None:
             cas_path.write_text(json.dumps(record, indent=1, default=str))
         cas = json.loads(cas_path.read_text())
         n_cond = p.headline_n or p.sweep_n
-        r = timed("scoring", lambda: rows.score(
-            f"2rfpp-cond-nfe1-{n_cond}", students["D-cond"], SamplerConfig("euler", 1),
+        r = timed("scoring", lambda: score_row(
+            rows, f"2rfpp-cond-nfe1-{n_cond}", students["D-cond"], SamplerConfig("euler", 1),
             n_cond, per_class=True))
         per_class = r.get("per_class") or {}
         results["conditional"] = {
@@ -328,8 +297,8 @@ def main() -> None:
                 ("1rf", teachers[""], p.teacher),
                 ("2rfpp-1nfe", students["D"], SamplerConfig("euler", 1)),
                 ("2rfpp-2nfe", students["D"], SamplerConfig("euler", 2))):
-            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: rows.score(
-                f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
+            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: score_row(
+                rows, f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
             headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
         results["headline"] = {"num_images": p.headline_n, "rows": headline}
     results["straightness"] = {

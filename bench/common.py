@@ -1,0 +1,53 @@
+"""What the generator benchmarks share: a log line, and scored rows kept one JSON file each
+(reused on resume, so an interrupted benchmark scores only what is missing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from genbench.config import ExtractionConfig
+from genbench.evaluation import Evaluation
+from genbench.generators import Generator
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Rows:
+    """Scored rows against ``reference`` (its first n images), one JSON each under
+    DIR/rows: samples are seeds 0..n-1 of a generator."""
+
+    def __init__(self, out: Path, reference: str, quiet: bool) -> None:
+        self.folder, self.reference, self.quiet = out / "rows", reference, quiet
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.evaluations: dict[tuple[int, str, bool], Evaluation] = {}
+
+    def evaluation(self, n: int, metrics: str, per_class: bool = False) -> Evaluation:
+        key = (n, metrics, per_class)
+        if key not in self.evaluations:
+            self.evaluations[key] = Evaluation(
+                self.reference, metrics=metrics, num_images=n, per_class=per_class,
+                config=ExtractionConfig(progress=not self.quiet))
+        return self.evaluations[key]
+
+    def score(self, name: str, make: Callable[[], Generator], n: int, *, metrics: str = "fid",
+              per_class: bool = False, record: Callable[[], dict] | None = None) -> dict:
+        """The row ``name`` (scored now unless its file exists): ``make()`` builds the
+        generator, ``record()`` says what it is (model digest, sampler, ...)."""
+        path = self.folder / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        generator = make()
+        log(f"scoring {name}: {generator.describe()}, {n} vs {n}")
+        result = self.evaluation(n, metrics, per_class).score(
+            generator, num_images=n, desc=name).to_dict()
+        row = {"name": name, **(record() if record else {}), "num_images": n,
+               "reference": f"{self.reference} (first {n})", "metrics": result["metrics"],
+               "per_class": result.get("per_class"), "seconds": result["seconds"]}
+        path.write_text(json.dumps(row, indent=1))
+        return row
