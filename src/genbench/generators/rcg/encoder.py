@@ -66,6 +66,7 @@ class EncoderConfig:
 
 ENCODER_CONFIGS: Registry[EncoderConfig] = Registry("encoder configuration")
 ENCODER_CONFIGS.register("fmnist", EncoderConfig("fmnist"))
+ENCODER_CONFIGS.register("fmnist-s", EncoderConfig("fmnist-s", width=16, head_hidden=256))
 ENCODER_CONFIGS.register("tiny", EncoderConfig("tiny", width=8, stages=2, head_hidden=32,
                                                rep_dim=8))
 
