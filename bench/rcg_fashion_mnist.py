@@ -38,7 +38,13 @@ import numpy as np
 import torch
 from common import Rows, log
 
-from genbench.generators.rcg.model import OracleReps, RCGSampler, load_rcg, load_rdm
+from genbench.generators.rcg.model import (
+    OracleReps,
+    RCGSampler,
+    load_encoder,
+    load_rcg,
+    load_rdm,
+)
 from genbench.generators.rcg.quality import linear_probe, representation_fd
 from genbench.generators.rcg.rdm import MLP_CONFIGS, DDIMConfig
 from genbench.generators.rcg.training import (
@@ -250,7 +256,9 @@ def main() -> None:
     results["table"] = {k: _summary_row(v) for k, v in table.items()}
     fid = {k: v["metrics"]["fid"]["value"] for k, v in table.items()}
     best = min((k for k in fid if k.startswith("rcg-tau")), key=fid.get)
-    criteria = {"best_rcg": best, "rcg_beats_unconditional": fid[best] < fid["unconditional"]}
+    criteria = {"best_rcg": best, "rcg_beats_unconditional": fid[best] < fid["unconditional"],
+                "tau_selected_on": f"the {p.sweep_n}-sample rows (the headline rows share "
+                                   "their seeds and reference images)"}
     if "class-conditional" in fid:
         gap = fid["unconditional"] - fid["class-conditional"]
         criteria["gap_closed"] = (fid["unconditional"] - fid[best]) / gap if gap > 0 else None
@@ -311,7 +319,8 @@ def representation_figures(p: Preset, root: Path, rcg, train_reps: torch.Tensor,
         return json.loads(cache.read_text())
     train = load_images("fashion-mnist:train", conditional=True)
     test = load_images("fashion-mnist:test", conditional=True)
-    enc = rcg.encoder
+    # the float32 encoder that made ROOT/reps (the checkpoint set keeps a float16 copy)
+    enc = load_encoder(root / "encoder" / "model.pt")
     test_reps = enc.represent(test.images)
     probe = {
         "backbone_features": linear_probe(enc.represent(train.images, features=True),

@@ -117,8 +117,10 @@ def test_schedule_and_ddim_grid_by_hand():
     assert math.isclose(float(sigma[3]), want, rel_tol=1e-12)
     with pytest.raises(GenbenchError, match="eta"):
         DDIMConfig(10, 1.5)
-    with pytest.raises(GenbenchError, match="cannot exceed"):
+    with pytest.raises(GenbenchError, match="must divide"):
         ddim_timesteps(s, 1000)
+    with pytest.raises(GenbenchError, match=r"e\.g\. 200 or 250"):
+        ddim_timesteps(s, 300)  # LDM would silently take 334 steps
 
 
 def test_ddim_step_by_hand():
@@ -389,10 +391,18 @@ def test_parts_that_do_not_fit_are_refused(tmp_path, rcg_root):
     net = SSLEncoder(config_16)
     encoder["config"] = config_16.to_dict()
     encoder["weights"] = net.state_dict()
-    save_rcg(tmp_path / "bad.pt", encoder=encoder, rdm=parts["rdm"], pixel=parts["pixel"],
-             sampler=FAST)
+    save_rcg(tmp_path / "bad.pt", encoder=encoder, encoder_sha256=None, rdm=parts["rdm"],
+             pixel=parts["pixel"], sampler=FAST)
     with pytest.raises(GenbenchError, match="disagree on the representation dimension"):
         load_rcg(tmp_path / "bad.pt")
+    # an encoder of the right size but not the one whose representations the RDM learned
+    save_rcg(tmp_path / "other.pt", encoder=parts["encoder"], encoder_sha256="0" * 64,
+             rdm=parts["rdm"], pixel=parts["pixel"], sampler=FAST)
+    with pytest.raises(GenbenchError, match="learned another encoder"):
+        load_rcg(tmp_path / "other.pt")
+    assert main(["sample", str(tmp_path / "other.pt"), "-n", "2", "-o",
+                 str(tmp_path / "o.npz")]) == 2
+    assert not (tmp_path / "o.npz").exists()
 
 
 # ---------------------------------------------------------------- the CLI
@@ -463,11 +473,18 @@ def test_sincos_position_embedding_by_hand():
 
     emb = sincos_position_embedding(2, 8)  # 2×2 grid, width 8: quarters of 2 channels
     assert emb.shape == (1, 5, 8) and torch.equal(emb[0, 0], torch.zeros(8))
-    # token 1 + (h=1)*2 + (w=0): sin/cos of w·ω then of h·ω, ω = (1, 1/100)
+    # token 1 + (row 1)·2 + (column 0): sin/cos of row·ω, then of column·ω, ω = (1, 1/100),
+    # as MoCo v3's meshgrid(grid_w, grid_h) orders them (its "w" is the row)
     omega = torch.tensor([1.0, 0.01])
-    want = torch.cat([(0 * omega).sin(), (0 * omega).cos(), (1 * omega).sin(),
-                      (1 * omega).cos()])
+    want = torch.cat([(1 * omega).sin(), (1 * omega).cos(), (0 * omega).sin(),
+                      (0 * omega).cos()])
     torch.testing.assert_close(emb[0, 3], want)
+    # MoCo v3's own construction, written as its vits.py does it
+    gw, gh = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), indexing="ij")
+    om = 1.0 / 10000 ** (torch.arange(2.0) / 2)
+    out_w, out_h = gw.flatten()[:, None] * om, gh.flatten()[:, None] * om
+    theirs = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
+    torch.testing.assert_close(emb[0, 1:], theirs)
 
 
 def test_mocov3_loader_reads_the_official_layout(tmp_path):

@@ -74,12 +74,14 @@ MOCOV3_CHECKPOINTS.register("mocov3-vit-l", MoCoCheckpoint(
 
 
 def sincos_position_embedding(grid: int, width: int) -> torch.Tensor:
-    """MoCo v3's fixed 2-D sin-cos embedding, 1×(1 + grid²)×width (class token first, zero):
-    a quarter of the channels each sin(w·h), cos(w·h), sin(w·v), cos(w·v) with
-    w = 1 / 10000^(k / (width / 4))."""
+    """MoCo v3's fixed 2-D sin-cos embedding (``build_2d_sincos_position_embedding``),
+    1×(1 + grid²)×width, the class token first and zero: for the patch at row r, column c
+    (token 1 + r·grid + c) a quarter of the channels each sin(r·ω), cos(r·ω), sin(c·ω),
+    cos(c·ω), ω_k = 1 / 10000^(k / (width / 4)). (MoCo v3 calls the row coordinate "w": its
+    ``meshgrid(grid_w, grid_h)`` puts grid_w on the slow axis.)"""
     if width % 4:
         raise GenbenchError("the sin-cos position embedding needs a width divisible by 4")
-    h, w = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
+    w, h = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
                           torch.arange(grid, dtype=torch.float32), indexing="ij")
     quarter = width // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
@@ -164,6 +166,9 @@ class MoCoViT(nn.Module):
 
     def representation(self, images: torch.Tensor) -> torch.Tensor:
         """RCG's representation of uint8 N×3×H×W images (see the module docstring)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise GenbenchError(f"MoCo v3 takes N×3×H×W RGB images, got {tuple(images.shape)}"
+                                " (repeat a grey channel three times)")
         x = images.float() / 255.0
         mean = torch.tensor(IMAGENET_MEAN, device=x.device)[None, :, None, None]
         std = torch.tensor(IMAGENET_STD, device=x.device)[None, :, None, None]

@@ -284,12 +284,15 @@ def check_parts(encoder: EncoderModel, rdm: RDMModel, pixel: FlowModel, where: s
                             f"{encoder.sha256[:12]}...)")
 
 
-def save_rcg(path: str | os.PathLike, *, encoder: dict, rdm: dict, pixel: dict,
-             sampler: RCGSampler, meta: dict[str, Any] | None = None) -> str:
-    """Write a checkpoint set from the three stage files' dicts; returns its sha256."""
-    payload = {"format": RCG_FORMAT, "version": VERSION, "encoder": encoder, "rdm": rdm,
-               "pixel": pixel, "sampler": sampler.to_dict(),
-               "meta": json.loads(json.dumps(meta or {}))}
+def save_rcg(path: str | os.PathLike, *, encoder: dict, encoder_sha256: str | None,
+             rdm: dict, pixel: dict, sampler: RCGSampler,
+             meta: dict[str, Any] | None = None) -> str:
+    """Write a checkpoint set from the three stage files' dicts (``encoder_sha256``: the
+    digest of the encoder file the part came from, which the RDM records too); returns its
+    sha256."""
+    payload = {"format": RCG_FORMAT, "version": VERSION, "encoder": encoder,
+               "encoder_sha256": encoder_sha256, "rdm": rdm, "pixel": pixel,
+               "sampler": sampler.to_dict(), "meta": json.loads(json.dumps(meta or {}))}
     return write_payload(path, payload)
 
 
@@ -307,7 +310,7 @@ def rcg_from_payload(payload: dict, digest: str | None, where: str) -> RCGModel:
         sampler = RCGSampler.from_dict(payload["sampler"])
     except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{where}: its description is unreadable ({exc})") from None
-    encoder = encoder_from_payload(parts[0], payload["rdm"].get("encoder_sha256"),
+    encoder = encoder_from_payload(parts[0], payload.get("encoder_sha256"),
                                    f"{where} (encoder)")
     rdm = rdm_from_payload(parts[1], None, f"{where} (RDM)")
     pixel = model_from_payload(parts[2], None, f"{where} (pixel generator)")

@@ -173,13 +173,17 @@ class DDIMConfig:
 
 
 def ddim_timesteps(schedule: DDPMSchedule, steps: int) -> list[int]:
-    """LDM's uniform sub-grid, ascending: 1, 1 + c, 1 + 2c, ... (c = T // steps); its
-    shift by one leaves room for at most T − 1 steps."""
-    if steps >= schedule.steps:
-        raise GenbenchError(f"DDIM steps ({steps}) cannot exceed the chain's "
-                            f"{schedule.steps} − 1")
-    c = schedule.steps // steps
-    return [s + 1 for s in range(0, schedule.steps, c)][:steps]
+    """LDM's uniform sub-grid, ascending: 1, 1 + c, 1 + 2c, ..., T − c + 1 (c = T / steps).
+    ``steps`` must divide T (LDM silently takes ceil(T / c) steps otherwise) and be below it
+    (the shift by one would step past the chain's end)."""
+    T = schedule.steps
+    if steps >= T or T % steps:
+        divisors = [d for d in range(1, T) if T % d == 0]
+        near = sorted(divisors, key=lambda d: abs(d - steps))[:2]
+        raise GenbenchError(f"DDIM steps must divide the chain's {T} steps and be below it, "
+                            f"got {steps}; e.g. {' or '.join(map(str, sorted(near)))}")
+    c = T // steps
+    return [s + 1 for s in range(0, T, c)]
 
 
 def ddim_coefficients(schedule: DDPMSchedule, config: DDIMConfig

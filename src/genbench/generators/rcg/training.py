@@ -383,7 +383,7 @@ def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
                                 "make them with `genbench reflow` from an RCG checkpoint set")
         spec = FlowSpec(teacher.pixel.spec.net, teacher.pixel.spec.image_size, "2-rf",
                         stage.sampler.pixel)
-        encoder_part = _part(teacher, "encoder")
+        encoder_part, encoder_sha = _part(teacher, "encoder"), teacher.encoder.sha256
         rdm_part = _part(teacher, "rdm")
     else:
         wanted = {**stage.to_dict(), "data": stage_data(root)}
@@ -393,7 +393,7 @@ def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
         net = UNET_CONFIGS.lookup(stage.net).with_options(image_channels=images.shape[1],
                                                           rep_dim=reps.shape[1])
         spec = FlowSpec(net, images.shape[2], "1-rf", stage.sampler.pixel)
-        encoder_part = read_payload(_encoder_file(root), kind="encoder")[0]
+        encoder_part, encoder_sha, _ = read_payload(_encoder_file(root), kind="encoder")
         rdm_part = read_payload(_finished(root / "rdm" / "model.pt", "rdm", root),
                                 kind="RDM")[0]
     task = FlowTask(data, spec, stage.recipe, init=None if teacher is None else teacher.pixel,
@@ -417,7 +417,8 @@ def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
                 part["weights"] = {k: v.half() if v.is_floating_point() else v
                                    for k, v in part["weights"].items()}
         summary["rcg_sha256"] = save_rcg(root / BUNDLE_NAME, encoder=encoder_part,
-                                         rdm=rdm_part, pixel=pixel_part,
+                                         encoder_sha256=encoder_sha, rdm=rdm_part,
+                                         pixel=pixel_part,
                                          sampler=stage.sampler, meta={"pixel": meta})
     write_json(out / "summary.json", summary)
     distributed.barrier()
