@@ -563,3 +563,41 @@ def test_representation_quality_measures():
     assert linear_probe(feats[:400], labels[:400], feats[400:], labels[400:]) > 0.95
     noise = torch.randn(600, 5, generator=g)
     assert linear_probe(noise[:400], labels[:400], noise[400:], labels[400:]) < 0.5
+
+
+def test_representations_with_two_processes_equal_one(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from genbench.generators.rcg.training import training_reps
+
+    root = tmp_path / "one"
+    train_encoder(EncoderStage("digits", config(4), "tiny"), root, quiet=True)
+    two = tmp_path / "two"
+    shutil.copytree(root / "encoder", two / "encoder")
+    script = tmp_path / "reps.py"
+    script.write_text(
+        "import sys\n"
+        "from genbench import distributed\n"
+        "from genbench.generators.rcg.training import training_reps\n"
+        "distributed.init_distributed('cpu')\n"
+        "training_reps(sys.argv[1], chunk_size=300, progress=False)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENBENCH_CACHE": str(tmp_path / "c")}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29547", str(script), str(two)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    images, reps_one, _ = training_reps(root, chunk_size=300, progress=False)
+    _, reps_two, _ = training_reps(two, chunk_size=300, progress=False)
+    assert reps_one.shape == (len(images), 8) and torch.equal(reps_one, reps_two)
+    assert len(list((two / "reps").glob("chunk-*.npz"))) == 6  # 1797 images, 300 a chunk
+
+
+def test_open_model_refuses_an_rcg_set(rcg_root):
+    from genbench.generators.zoo import open_checkpoint, open_model
+
+    assert type(open_checkpoint(rcg_root)).__name__ == "RCGModel"
+    with pytest.raises(GenbenchError, match="not a rectified flow"):
+        open_model(rcg_root)
