@@ -89,6 +89,7 @@ class Preset:
     rdm_depths: tuple[int, ...] = ()
     ddim_steps: tuple[int, ...] = ()
     rep_n: int = 10000
+    probe_n: int | None = None      # linear probe on the first n training images (None: all)
     checkpoint_every: int = 200
     encoder_optim: OptimConfig = field(default_factory=lambda: OptimConfig(1e-3, 1e-4,
                                                                            warmup=100))
@@ -102,12 +103,12 @@ PRESETS = {
                    guidances=(0.0, 1.0, 3.0), sweep_n=2000, headline_n=10000,
                    num_pairs=12000, rf2_steps=500, rdm_depths=(3, 12),
                    ddim_steps=(20, 50, 100, 250)),
-    "smoke": Preset(encoder="fmnist-s", encoder_steps=200, encoder_batch=128, rdm="fmnist",
-                    rdm_steps=1500, rdm_batch=256, net="fmnist-tiny", pixel_steps=250,
+    "smoke": Preset(encoder="fmnist-s", encoder_steps=120, encoder_batch=128, rdm="fmnist",
+                    rdm_steps=600, rdm_batch=256, net="fmnist-tiny", pixel_steps=200,
                     pixel_batch=128, sampler=RCGSampler(SamplerConfig("heun", 7),
                                                         DDIMConfig(50, 1.0)),
                     guidances=(1.0,), sweep_n=300, headline_n=0, shipped_baselines=False,
-                    rep_n=2000, checkpoint_every=50,
+                    rep_n=2000, probe_n=10000, checkpoint_every=50,
                     encoder_optim=OptimConfig(2e-3, 1e-4, warmup=20)),
 }
 SHIP = {"fmnist-rcg": ("rcg", "RCG: SSL encoder + RDM + representation-conditioned 1-RF"),
@@ -322,12 +323,15 @@ def representation_figures(p: Preset, root: Path, rcg, train_reps: torch.Tensor,
     # the float32 encoder that made ROOT/reps (the checkpoint set keeps a float16 copy)
     enc = load_encoder(root / "encoder" / "model.pt")
     test_reps = enc.represent(test.images)
+    m = p.probe_n or len(train.images)
     probe = {
-        "backbone_features": linear_probe(enc.represent(train.images, features=True),
-                                          train.labels, enc.represent(test.images,
-                                                                      features=True),
+        "train_images": m,
+        "backbone_features": linear_probe(enc.represent(train.images[:m], features=True),
+                                          train.labels[:m], enc.represent(test.images,
+                                                                          features=True),
                                           test.labels),
-        "representation": linear_probe(train_reps, train.labels, test_reps, test.labels)}
+        "representation": linear_probe(train_reps[:m], train.labels[:m], test_reps,
+                                       test.labels)}
     n = p.rep_n
     generated = rcg.rdm.sample(np.arange(n), p.sampler.rdm)
     out = {"linear_probe_top1": probe, "num_reps": n,
