@@ -18,6 +18,20 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+class Timings(dict):
+    """Seconds per stage of this invocation: ``timed(key, fn)`` runs ``fn`` and adds its
+    wall time under ``key``."""
+
+    def __call__(self, key: str, fn: Callable):
+        start = time.perf_counter()
+        value = fn()
+        self[key] = self.get(key, 0.0) + time.perf_counter() - start
+        return value
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 1) for k, v in self.items()}
+
+
 class Rows:
     """Scored rows against ``reference`` (its first n images), one JSON each under
     DIR/rows: samples are seeds 0..n-1 of a generator."""

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Rows, log
+from common import Rows, Timings, log
 
 from genbench.generators.rcg.model import (
     OracleReps,
@@ -158,13 +158,7 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def timed(key: str, fn):
-        start = time.perf_counter()
-        value = fn()
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
-        return value
+    timed = Timings()
 
     root = out / "rcg"
     every = p.checkpoint_every
@@ -289,8 +283,7 @@ def main() -> None:
                         "images_per_second": {k: v["images_per_second"]
                                               for k, v in summaries.items()},
                         "params": {k: v["num_params"] for k, v in summaries.items()},
-                        "this_invocation_seconds": {k: round(v, 1)
-                                                    for k, v in timings.items()}}
+                        "this_invocation_seconds": timed.rounded()}
     if p.num_pairs:
         results["costs"]["pair_forward_passes"] = pair_meta["forward_passes"]
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - wall, 1)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Rows, log
+from common import Rows, Timings, log
 
 from genbench.generators import solvers
 from genbench.generators.rectified_flow.model import SamplerConfig, noise_for_seeds
@@ -191,13 +191,7 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def timed(key: str, fn):
-        start = time.perf_counter()
-        value = fn()
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
-        return value
+    timed = Timings()
 
     def engine(steps: int, seed: int = 0) -> TrainConfig:
         return TrainConfig(seed=seed, total_steps=steps, batch_size=p.batch_size, ema=0.999,
@@ -319,7 +313,7 @@ def main() -> None:
         "seconds": {name: s["seconds"] for name, s in summaries.items()},
         "pair_seconds": {s or "uncond": m.get("seconds_this_run")
                          for s, m in pair_meta.items()},
-        "this_invocation_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "this_invocation_seconds": timed.rounded(),
     }
     results["throughput"] = {
         "training_images_per_second": {n: s["images_per_second"] for n, s in summaries.items()},

@@ -40,12 +40,11 @@ from genbench.generators.rectified_flow.model import (
     FlowModel,
     SamplerConfig,
     check_format,
-    check_weights,
-    float_weights,
     from_uint8,
     model_from_payload,
     noise_for_seeds,
     read_payload,
+    restore,
     to_uint8,
     write_payload,
 )
@@ -158,10 +157,7 @@ def encoder_from_payload(payload: dict, digest: str | None, where: str) -> Encod
     except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{where}: its encoder description is unreadable ({exc})") \
             from None
-    weights = float_weights(payload)
-    check_weights(network, weights, where)
-    network.load_state_dict(weights)
-    network.eval().requires_grad_(False)
+    restore(network, payload, where)
     return EncoderModel(network, size, dict(payload.get("meta", {})), digest, where)
 
 
@@ -213,10 +209,7 @@ def rdm_from_payload(payload: dict, digest: str | None, where: str) -> RDMModel:
         sampler = DDIMConfig(**payload["sampler"])
     except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{where}: its RDM description is unreadable ({exc})") from None
-    weights = float_weights(payload)
-    check_weights(network, weights, where)
-    network.load_state_dict(weights)
-    network.eval().requires_grad_(False)
+    restore(network, payload, where)
     return RDMModel(network, schedule, sampler, payload.get("encoder_sha256"),
                     dict(payload.get("meta", {})), digest, where)
 

@@ -247,11 +247,17 @@ def model_from_payload(payload: dict, digest: str | None, where: str) -> FlowMod
     except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{where}: its network description is unreadable ({exc})") \
             from None
+    restore(network, payload, where)
+    return FlowModel(network, spec, dict(payload.get("meta", {})), digest, where)
+
+
+def restore(network: nn.Module, payload: dict, where: str) -> nn.Module:
+    """``network`` with the payload's weights (checked to be its own), in eval mode and
+    without gradients."""
     weights = float_weights(payload)
     check_weights(network, weights, where)
     network.load_state_dict(weights)
-    network.eval().requires_grad_(False)
-    return FlowModel(network, spec, dict(payload.get("meta", {})), digest, where)
+    return network.eval().requires_grad_(False)
 
 
 def check_weights(network: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
