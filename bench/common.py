@@ -12,6 +12,9 @@ from pathlib import Path
 from genbench.config import ExtractionConfig
 from genbench.evaluation import Evaluation
 from genbench.generators import Generator
+from genbench.generators.zoo import MANIFEST, MODELS_DIR, open_checkpoint
+
+SHIP_LIMIT = 8 * 2**20  # bytes a shipped model may have
 
 
 def log(msg: str) -> None:
@@ -65,3 +68,26 @@ class Rows:
                "per_class": result.get("per_class"), "seconds": result["seconds"]}
         path.write_text(json.dumps(row, indent=1))
         return row
+
+
+def ship(entries: dict[str, tuple[Path, str, str]]) -> dict:
+    """Copy trained checkpoints into genbench's shipped models (``name`` → (file, what it
+    is, the command that made it)), each with its sha256 in MANIFEST.json; files not made
+    yet are skipped."""
+    import shutil
+
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
+    for name, (src, what, made_by) in entries.items():
+        if not src.is_file():
+            continue
+        size = src.stat().st_size
+        if size > SHIP_LIMIT:
+            raise SystemExit(f"{src}: {size} bytes, more than the 8 MB a shipped model may be")
+        model = open_checkpoint(src)
+        shutil.copyfile(src, MODELS_DIR / f"{name}.pt")
+        manifest[name] = {"file": f"{name}.pt", "sha256": model.sha256,
+                          "description": f"Fashion-MNIST 28×28 {what}; default sampler "
+                                         f"{model.default_sampler.describe()}",
+                          "made_by": made_by}
+    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

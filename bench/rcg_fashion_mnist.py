@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import Rows, Timings, log
+from common import Rows, Timings, log, ship
 
 from genbench.generators.rcg.model import (
     OracleReps,
@@ -60,7 +59,7 @@ from genbench.generators.rcg.training import (
 from genbench.generators.rectified_flow.model import SamplerConfig
 from genbench.generators.rectified_flow.reflow import generate_pairs
 from genbench.generators.rectified_flow.training import RECIPES, FlowRun, train_flow
-from genbench.generators.zoo import MANIFEST, MODELS_DIR, open_checkpoint
+from genbench.generators.zoo import open_checkpoint
 from genbench.training.engine import TrainConfig
 
 REFERENCE = "fashion-mnist:test"
@@ -127,23 +126,10 @@ def finished(run_dir: Path, steps: int) -> bool:
         and json.loads(summary.read_text())["steps"] == steps
 
 
-def ship(out: Path, preset_name: str) -> None:
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
-    for name, (folder, what) in SHIP.items():
-        src = out / folder / "rcg.pt"
-        if not src.is_file():
-            continue
-        size = src.stat().st_size
-        if size > 8 * 2**20:
-            raise SystemExit(f"{src}: {size} bytes, more than the 8 MB a shipped model may be")
-        model = load_rcg(src)
-        shutil.copyfile(src, MODELS_DIR / f"{name}.pt")
-        manifest[name] = {"file": f"{name}.pt", "sha256": model.sha256,
-                          "description": f"Fashion-MNIST 28×28 {what}; default sampler "
-                                         f"{model.sampler.describe()}",
-                          "made_by": f"python bench/rcg_fashion_mnist.py --preset "
-                                     f"{preset_name} --out DIR --ship ({folder})"}
-    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
+def ship_sets(out: Path, preset_name: str) -> None:
+    ship({name: (out / folder / "rcg.pt", what,
+                 f"python bench/rcg_fashion_mnist.py --preset {preset_name} --out DIR --ship "
+                 f"({folder})") for name, (folder, what) in SHIP.items()})
 
 
 def main() -> None:
@@ -213,7 +199,7 @@ def main() -> None:
                                                          quiet=args.quiet, half=True))
         few = load_rcg(out / "rcg-2rfpp" / "rcg.pt")
     if args.ship:
-        ship(out, args.preset)
+        ship_sets(out, args.preset)
 
     rows = Rows(out, REFERENCE, args.quiet)
     results: dict = {"preset": args.preset, "reference": REFERENCE, "protocol": "tf",

@@ -30,20 +30,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import Rows, Timings, log
+from common import Rows, Timings, log, ship
 
 from genbench.generators import solvers
 from genbench.generators.rectified_flow.model import SamplerConfig, noise_for_seeds
 from genbench.generators.rectified_flow.reflow import generate_pairs
 from genbench.generators.rectified_flow.training import RECIPES, FlowRun, train_flow
-from genbench.generators.zoo import MANIFEST, MODELS_DIR, open_model
+from genbench.generators.zoo import open_model
 from genbench.training.engine import TrainConfig
 
 REFERENCE = "fashion-mnist:test"
@@ -156,25 +155,10 @@ SHIP = {"fmnist-1rf": ("1rf", "1-rectified flow, unconditional"),
         "fmnist-2rfpp-cond": ("2rf-D-cond", "2-rectified flow++ (config D), class-conditional")}
 
 
-def ship(out: Path, preset_name: str) -> dict:
-    """Copy the trained models into the package, with their sha256, in MANIFEST.json."""
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
-    for name, (stage, what) in SHIP.items():
-        src = out / stage / "model.pt"
-        if not src.is_file():
-            continue
-        model = open_model(src)
-        size = src.stat().st_size
-        if size > 8 * 2**20:
-            raise SystemExit(f"{src}: {size} bytes, more than the 8 MB a shipped model may be")
-        shutil.copyfile(src, MODELS_DIR / f"{name}.pt")
-        manifest[name] = {"file": f"{name}.pt", "sha256": model.sha256,
-                          "description": f"Fashion-MNIST 28×28 {what}; default sampler "
-                                         f"{model.spec.sampler.describe()}",
-                          "made_by": f"python bench/rf_fashion_mnist.py --preset {preset_name}"
-                                     f" --out DIR --ship (stage {stage})"}
-    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+def ship_models(out: Path, preset_name: str) -> dict:
+    return ship({name: (out / stage / "model.pt", what,
+                        f"python bench/rf_fashion_mnist.py --preset {preset_name} --out DIR "
+                        f"--ship (stage {stage})") for name, (stage, what) in SHIP.items()})
 
 
 def main() -> None:
@@ -233,7 +217,7 @@ def main() -> None:
         if row != "D":
             student(row, "")
     if args.ship:
-        ship(out, args.preset)
+        ship_models(out, args.preset)
     if args.stop_after == "students":
         return
 
