@@ -237,12 +237,12 @@ class RDMTask(TrainTask):
 
 
 def _run(task: TrainTask, config: TrainConfig, out: Path, label: str,
-         quiet: bool, progress_every: int) -> tuple[TrainResult, float, ProgressEvery]:
+         quiet: bool, progress_every: int) -> tuple[TrainResult, float]:
     progress = ProgressEvery(progress_every, config.batch_size, log=out / "log.jsonl",
                              quiet=quiet, label=label)
     start = time.perf_counter()
     result = train(task, config, checkpoint_path=out / "checkpoint.pt", callbacks=[progress])
-    return result, time.perf_counter() - start, progress
+    return result, time.perf_counter() - start
 
 
 def _summary(out: Path, result: TrainResult, config: TrainConfig, seconds: float,
@@ -267,7 +267,7 @@ def train_encoder(stage: EncoderStage, root: str | Path, *, quiet: bool = False,
     data = load_images(stage.data, conditional=False)
     task = EncoderTask(data.images, stage)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, "train rcg encoder", quiet,
+    result, seconds = _run(task, stage.train, out, "train rcg encoder", quiet,
                               progress_every)
     network = result.network
     summary = _summary(out, result, stage.train, seconds, len(data), network,
@@ -292,11 +292,7 @@ def stage_data(root: Path) -> str:
 
 
 def _encoder_file(root: Path) -> Path:
-    path = root / "encoder" / "model.pt"
-    if not path.is_file():
-        raise GenbenchError(f"{root}: the encoder stage has not finished (no "
-                            f"{path}); run it again to resume it")
-    return path
+    return _finished(root / "encoder" / "model.pt", "encoder", root)
 
 
 def training_reps(root: str | Path, *, chunk_size: int = 5000, batch_size: int = 500,
@@ -336,11 +332,11 @@ def train_rdm(stage: RDMStage, root: str | Path, *, quiet: bool = False,
     out = root / "rdm"
     wanted = {**stage.to_dict(), "data": stage_data(root)}
     check_run_dir(out, wanted)
-    encoder_sha = load_encoder(_encoder_file(root)).sha256
     _, reps, description = training_reps(root, progress=not quiet)
+    encoder_sha = ChunkStore(root / "reps").read_meta()["encoder_sha256"]  # what made them
     task = RDMTask(reps, stage)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, "train rcg rdm", quiet, progress_every)
+    result, seconds = _run(task, stage.train, out, "train rcg rdm", quiet, progress_every)
     network = result.ema_network if result.ema_network is not None else result.network
     summary = _summary(out, result, stage.train, seconds, len(reps), network,
                        {"data": description})
@@ -399,7 +395,7 @@ def train_pixel(stage: PixelStage, root: str | Path, *, quiet: bool = False,
     task = FlowTask(data, spec, stage.recipe, init=None if teacher is None else teacher.pixel,
                     rep_dropout=stage.rep_dropout)
     open_run_dir(out, wanted)
-    result, seconds, _ = _run(task, stage.train, out, f"train rcg pixel {stage.kind}", quiet,
+    result, seconds = _run(task, stage.train, out, f"train rcg pixel {stage.kind}", quiet,
                               progress_every)
     network = result.ema_network if result.ema_network is not None else result.network
     summary = _summary(out, result, stage.train, seconds, len(data), network,
