@@ -217,6 +217,31 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path):
     assert fresh.start_step == 0
 
 
+def test_run_seconds_count_the_interrupted_invocation(tmp_path):
+    import time
+
+    def slow(c: StepContext) -> None:
+        if c.step < 3:  # after steps 1 and 2, before the checkpoint at step 3: 0.6 s
+            time.sleep(0.3)
+
+    config = TrainConfig(seed=5, total_steps=6, batch_size=6, checkpoint_every=3)
+    with pytest.raises(Crash):
+        train(Regression(20), config, checkpoint_path=tmp_path / "c.pt",
+              callbacks=[Callback(1, slow), crash_at(5)])
+    saved = load_checkpoint(tmp_path / "c.pt")
+    assert saved is not None and saved.step == 3 and 0.6 <= saved.seconds < 5
+    began = time.perf_counter()
+    resumed = train(Regression(20), config, checkpoint_path=tmp_path / "c.pt")
+    this_call = time.perf_counter() - began
+    assert resumed.start_step == 3 and this_call < 0.6
+    assert saved.seconds < resumed.seconds <= saved.seconds + this_call
+    # a finished run asked again trains nothing and reports the same seconds
+    final = load_checkpoint(tmp_path / "c.pt")
+    assert final is not None and saved.seconds < final.seconds <= resumed.seconds
+    again = train(Regression(20), config, checkpoint_path=tmp_path / "c.pt")
+    assert again.start_step == 6 and again.seconds == final.seconds
+
+
 @pytest.mark.parametrize("warmup", [False, True])
 def test_ema_is_the_running_average(warmup):
     decay = 0.8

@@ -55,6 +55,7 @@ class Checkpoint:
     rng: list[dict[str, Any]]
     task: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # training wall seconds up to ``step``, over every invocation
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

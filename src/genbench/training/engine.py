@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -198,6 +199,8 @@ class TrainResult:
     start_step: int                    # step it started (resumed) from
     steps_per_epoch: int
     amp: Literal["bf16", "off"]        # what autocast did
+    seconds: float = 0.0               # wall seconds of steps 0..steps over every invocation
+    #                                    (steps redone after an interruption count once)
 
 
 def run_device(device: str | torch.device) -> torch.device:
@@ -260,7 +263,7 @@ def train(task: TrainTask, config: TrainConfig, *,
     if config.ema is not None:
         ema = copy.deepcopy(net).eval().requires_grad_(False)
 
-    start = 0
+    start, seconds_before = 0, 0.0
     saved = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if saved is not None:
         if saved.meta != _meta(config, task):
@@ -276,7 +279,7 @@ def train(task: TrainTask, config: TrainConfig, *,
         sampler.load_state_dict(saved.sampler[mine])
         set_rng_state(saved.rng[mine], device)
         task.load_state_dict(saved.task)
-        start = saved.step
+        start, seconds_before = saved.step, saved.seconds
 
     model: nn.Module = net
     if ctx.active:
@@ -285,6 +288,11 @@ def train(task: TrainTask, config: TrainConfig, *,
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp == "bf16" \
         else contextlib.nullcontext
 
+    began = time.perf_counter()
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - began
+
     def write_checkpoint(step: int) -> None:
         samplers = distributed.all_gather_objects(sampler.state_dict())
         rngs = distributed.all_gather_objects(rng_state(device))
@@ -292,7 +300,8 @@ def train(task: TrainTask, config: TrainConfig, *,
         save_checkpoint(checkpoint_path, Checkpoint(
             step=step, world_size=ctx.world_size, model=net.state_dict(),
             optimizer=optimizer.state_dict(), ema=None if ema is None else ema.state_dict(),
-            sampler=samplers, rng=rngs, task=task.state_dict(), meta=_meta(config, task)))
+            sampler=samplers, rng=rngs, task=task.state_dict(), meta=_meta(config, task),
+            seconds=elapsed()))
 
     model.train()
     for step in range(start, total):
@@ -331,4 +340,5 @@ def train(task: TrainTask, config: TrainConfig, *,
             for cb in due:
                 cb(context)
             model.train()  # a callback may have switched to eval mode
-    return TrainResult(net.eval(), ema, total, start, sampler.steps_per_epoch, amp)
+    return TrainResult(net.eval(), ema, total, start, sampler.steps_per_epoch, amp,
+                       seconds=elapsed() if start < total else seconds_before)

@@ -4,18 +4,21 @@
 first run and checks it on every later one; a folder of another training, or a folder that
 is not a run directory, is one line naming it. ``write_json`` writes a run file atomically
 on process 0. Everything else in a run directory (checkpoint, logs, the trained model,
-``summary.json``) is the training's.
+``summary.json``) is the training's; ``run_timing`` is the timing its summary records.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genbench import distributed
 from genbench.errors import GenbenchError
 from genbench.fileio import atomic_path
+
+if TYPE_CHECKING:
+    from genbench.training.engine import TrainResult
 
 CONFIG_NAME = "config.json"
 
@@ -53,3 +56,19 @@ def open_run_dir(out: str | Path, wanted: dict[str, Any]) -> Path:
     distributed.barrier()
     write_json(out / CONFIG_NAME, wanted)
     return out
+
+
+def run_timing(out: str | Path, result: TrainResult, batch_size: int,
+               seconds_now: float) -> dict[str, Any]:
+    """``summary.json``'s timing of a run directory's training: ``seconds`` is the wall time
+    of the whole run over every invocation (the checkpoint carries it, so an interrupted
+    invocation's steps count; a checkpoint from before genbench recorded it falls back to
+    the previous summary), ``images_per_second`` this invocation's training rate
+    (``seconds_now`` its time in ``train``; the previous figure when nothing was left)."""
+    previous_path = Path(out) / "summary.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
+    steps_now = result.steps - result.start_step
+    seconds = result.seconds or previous.get("seconds", 0.0) + (seconds_now if steps_now else 0)
+    rate = round(steps_now * batch_size / seconds_now, 2) if steps_now and seconds_now > 0 \
+        else previous.get("images_per_second")
+    return {"seconds": round(seconds, 2), "images_per_second": rate}

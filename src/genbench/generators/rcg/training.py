@@ -63,7 +63,7 @@ from genbench.generators.rectified_flow.training import (
 from genbench.store import ChunkStore, chunk_ranges, my_chunks
 from genbench.training.callbacks import ProgressEvery
 from genbench.training.engine import TrainConfig, TrainResult, TrainTask, train
-from genbench.training.rundir import check_run_dir, open_run_dir, write_json
+from genbench.training.rundir import check_run_dir, open_run_dir, run_timing, write_json
 
 STAGES = ("encoder", "rdm", "pixel")
 BUNDLE_NAME = "rcg.pt"
@@ -247,13 +247,8 @@ def _run(task: TrainTask, config: TrainConfig, out: Path, label: str,
 
 def _summary(out: Path, result: TrainResult, config: TrainConfig, seconds: float,
              examples: int, network: nn.Module, extra: dict[str, Any]) -> dict[str, Any]:
-    previous_path = out / "summary.json"
-    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
-    steps_now = result.steps - result.start_step
     return {"steps": result.steps, "examples": examples,
-            "seconds": round(previous.get("seconds", 0.0) + (seconds if steps_now else 0.0), 2),
-            "images_per_second": round(steps_now * config.batch_size / seconds, 2)
-            if steps_now else previous.get("images_per_second"),
+            **run_timing(out, result, config.batch_size, seconds),
             "world_size": distributed.current().world_size, "amp": result.amp,
             "num_params": sum(p.numel() for p in network.parameters()), **extra}
 

@@ -17,7 +17,6 @@ there; a run directory of other settings is refused.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,7 +45,7 @@ from genbench.generators.rectified_flow.reflow import PairSet, load_pairs
 from genbench.registry import Registry
 from genbench.training.callbacks import ProgressEvery, SampleGridEvery, ScoreEvery
 from genbench.training.engine import Callback, TrainConfig, TrainTask, run_device, train
-from genbench.training.rundir import check_run_dir, open_run_dir, write_json
+from genbench.training.rundir import check_run_dir, open_run_dir, run_timing, write_json
 
 # ---------------------------------------------------------------- time distributions, losses
 
@@ -404,23 +403,18 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
                                                   "sha256": init.sha256},
             "pairs": [] if data.pairs is None else data.pairs.plans,
             "ema": run.train.ema, "seed": run.train.seed}
-    summary_path = out / "summary.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    steps_now = result.steps - result.start_step
     summary = {
         "kind": run.kind, "steps": result.steps, "examples": len(data),
         "training_forward_passes": result.steps * run.train.batch_size,
         "pair_forward_passes": sum(p.get("forward_passes", 0) for p in data.pairs.plans)
         if data.pairs is not None else 0,
-        "seconds": round(previous.get("seconds", 0.0) + (seconds if steps_now else 0.0), 2),
-        "images_per_second": round(steps_now * run.train.batch_size / seconds, 2)
-        if steps_now else previous.get("images_per_second"),
+        **run_timing(out, result, run.train.batch_size, seconds),
         "world_size": distributed.current().world_size, "amp": result.amp,
         "num_params": sum(p.numel() for p in network.parameters()),
     }
     if distributed.current().is_main:
         meta["summary"] = summary
         summary["sha256"] = save_model(out / "model.pt", network, spec, meta)
-    write_json(summary_path, summary)
+    write_json(out / "summary.json", summary)
     distributed.barrier()
     return summary
