@@ -405,38 +405,122 @@ def _ball_limits(radius: torch.Tensor, bound: torch.Tensor) -> tuple[torch.Tenso
     return (r64 * (1.0 - _RADIUS_MARGIN)) ** 2 - bound, (r64 * (1.0 + _RADIUS_MARGIN)) ** 2 + bound
 
 
+def _float32_outward(value: torch.Tensor, up: bool) -> torch.Tensor:
+    """float64 ``value`` as the nearest float32 at or above it (``up``) or at or below it, so
+    that comparing float32 tile values with it is as safe as comparing with ``value``."""
+    v32 = value.to(torch.float32)
+    toward = torch.full_like(v32, float("inf") if up else float("-inf"))
+    off = v32.double() < value if up else v32.double() > value
+    return torch.where(off, torch.nextafter(v32, toward), v32)
+
+
+# A tile's pairs that its balls' limits leave open are settled one by one (a per-pair error
+# bound, then an exact re-measure of the few still open) unless they are many: beyond these
+# fractions of the tile, computing the whole tile exactly as one float64 GEMM is cheaper
+# (measured on these 2 cores: a per-pair bound costs about as much as 40 GEMM elements of
+# d = 2048, an exact pair about 16× its share of a GEMM tile).
+_OPEN_PAIRS_EXACT_TILE = 1 / 4
+_UNDECIDED_PAIRS_EXACT_TILE = 1 / 16
+
+
 class _Balls:
-    """The balls of one set (float32 radii) for the cross pass against another set: a
-    float32 prefilter per ball (its sure-out limit with the other set's largest norm, rounded
-    up), and what the per-pair limits need."""
+    """The balls of one set (float32 radii) for the cross pass against another set."""
 
     def __init__(self, radius: torch.Tensor, screen: _Screen, other: _Screen, tol: float):
         self.radius, self.norms, self.other_norms, self.tol = radius, screen.norms, other.norms, tol
-        _, sure_out = _ball_limits(radius, tol * (screen.norms + other.norms.max()))
-        self.prefilter = torch.nextafter(sure_out.to(torch.float32),
-                                         torch.tensor(float("inf"), device=radius.device))
 
-    def pairs_inside(self, d2: torch.Tensor, balls: slice, others: slice, per_row: bool,
-                     inside, exact_fn) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, cols) of the pairs of a float32 tile whose rounded distance is `inside` the
-        ball, the balls being the tile's rows (``per_row``) or its columns. Only pairs below
-        the prefilter are looked at (few: a ball holds about k points); each gets limits from
-        its own error bound tol·(||x||² + ||y||²), and those between them are re-measured
-        exactly by ``exact_fn(rows, cols)``."""
-        prefilter = self.prefilter[balls]
-        rows, cols = (d2 <= (prefilter[:, None] if per_row else prefilter[None, :])).nonzero(
-            as_tuple=True)
+    def tile_hits(self, d2: torch.Tensor, balls: slice, others: slice, per_row: bool,
+                  inside, exact_tile) -> torch.Tensor:
+        """Which pairs of a float32 screened tile have their rounded distance ``inside`` the
+        ball, the balls being the tile's rows (``per_row``) or its columns: a boolean tile.
+        Dense limits per ball (its error bound with the block's largest other norm) settle
+        almost every pair at once; the pairs between them get their own bound
+        tol·(||x||² + ||y||²), and those still open are measured exactly. When too many are
+        open (distances concentrated at the radii) the tile is taken from ``exact_tile()``
+        (float32-rounded exact distances of the whole tile) instead."""
+        other_max = self.other_norms[others].max()
+        sure_in, sure_out = _ball_limits(self.radius[balls],
+                                         self.tol * (self.norms[balls] + other_max))
+        lo, hi = _float32_outward(sure_in, up=False), _float32_outward(sure_out, up=True)
+        lo, hi = (lo[:, None], hi[:, None]) if per_row else (lo[None, :], hi[None, :])
+        hit = d2 < lo
+        open_ = (d2 <= hi) & ~hit
+        n_open = int(open_.sum())
+        if n_open == 0:
+            return hit
+        radius = self.radius[balls][:, None] if per_row else self.radius[balls][None, :]
+        if n_open > _OPEN_PAIRS_EXACT_TILE * d2.numel():
+            return inside(exact_tile(), radius)
+        rows, cols = open_.nonzero(as_tuple=True)
         ball, other = (rows, cols) if per_row else (cols, rows)
-        ball_global = ball + balls.start
-        bound = self.tol * (self.norms[ball_global] + self.other_norms[other + others.start])
-        sure_in, sure_out = _ball_limits(self.radius[ball_global], bound)
+        bound = self.tol * (self.norms[ball + balls.start] + self.other_norms[other + others.start])
+        ball_radius = self.radius[ball + balls.start]
+        sure_in, sure_out = _ball_limits(ball_radius, bound)
         value = d2[rows, cols].double()
-        hit = value < sure_in
-        undecided = ((value <= sure_out) & ~hit).nonzero(as_tuple=True)[0]
+        found = value < sure_in
+        undecided = ((value <= sure_out) & ~found).nonzero(as_tuple=True)[0]
+        if undecided.numel() > _UNDECIDED_PAIRS_EXACT_TILE * d2.numel():
+            return inside(exact_tile(), radius)
         if undecided.numel():
-            dist = _rounded_distances(exact_fn(rows[undecided], cols[undecided]))
-            hit[undecided] = inside(dist, self.radius[ball_global[undecided]])
-        return rows[hit], cols[hit]
+            dist = exact_tile(rows[undecided], cols[undecided])
+            found[undecided] = inside(dist, ball_radius[undecided])
+        hit[rows[found], cols[found]] = True
+        return hit
+
+
+class _Counts:
+    """What the cross pass accumulates from fake × real tiles of "inside" flags: precision
+    (fakes in a real ball), density (real balls per fake), coverage (reals whose ball holds
+    a fake) and recall (reals in a fake ball)."""
+
+    def __init__(self, n_real: int, n_fake: int, device: torch.device):
+        self.in_real_ball = torch.zeros(n_fake, dtype=torch.bool, device=device)
+        self.real_ball_count = torch.zeros(n_fake, dtype=torch.int64, device=device)
+        self.covered = torch.zeros(n_real, dtype=torch.bool, device=device)
+        self.in_fake_ball = torch.zeros(n_real, dtype=torch.bool, device=device)
+
+    def add_real_balls(self, hit: torch.Tensor, fi: slice, rj: slice) -> None:
+        self.in_real_ball[fi] |= hit.any(dim=1)
+        self.real_ball_count[fi] += hit.sum(dim=1)
+        self.covered[rj] |= hit.any(dim=0)
+
+    def add_fake_balls(self, hit: torch.Tensor, rj: slice) -> None:
+        self.in_fake_ball[rj] |= hit.any(dim=0)
+
+    def summary(self, k: int, need_recall: bool) -> dict[str, float]:
+        return {
+            "precision": self.in_real_ball.double().mean().item(),
+            "recall": self.in_fake_ball.double().mean().item() if need_recall
+            else float("nan"),
+            "density": self.real_ball_count.sum().item() / (k * self.in_real_ball.numel()),
+            "coverage": self.covered.double().mean().item(),
+        }
+
+
+class _ExactTile:
+    """Exact float32-rounded distances of one fake × real tile, computed on first use as a
+    float64 GEMM tile (``_squared_distance_tile``, as the float64 path), or of index pairs
+    of it when called with (rows, cols) before that."""
+
+    def __init__(self, x_fake, ff, x_real, rr, fi: slice, rj: slice):
+        self.args, self.fi, self.rj, self.dist = (x_fake, ff, x_real, rr), fi, rj, None
+
+    def __call__(self, rows: torch.Tensor | None = None,
+                 cols: torch.Tensor | None = None) -> torch.Tensor:
+        x_fake, ff, x_real, rr = self.args
+        if rows is not None and self.dist is None:
+            return _rounded_distances(_exact_pair_distances(
+                x_fake, x_real, rows + self.fi.start, cols + self.rj.start))
+        if self.dist is None:
+            fi, rj = self.fi, self.rj
+            self.dist = _rounded_distances(_squared_distance_tile(
+                x_fake[fi].double(), ff[fi], x_real[rj].double(), rr[rj]))
+        return self.dist if rows is None else self.dist[rows, cols]
+
+
+def _exact_norms(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """float64 squared norms of the rows of x, a block at a time (no float64 copy of x)."""
+    return torch.cat([_squared_norms(part.double()) for part in x.split(block_size)])
 
 
 def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
@@ -446,38 +530,18 @@ def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
     real_balls = _Balls(r_real, real, fake, tol)
     if need_recall:
         fake_balls = _Balls(_kth_radii_mixed(fake, k, block_size, tol), fake, real, tol)
-    device = x_real.device
-    in_real_ball = torch.zeros(fake.n, dtype=torch.bool, device=device)     # precision
-    real_ball_count = torch.zeros(fake.n, dtype=torch.int64, device=device)  # density
-    covered = torch.zeros(real.n, dtype=torch.bool, device=device)          # coverage
-    in_fake_ball = torch.zeros(real.n, dtype=torch.bool, device=device)     # recall
+    rr, ff = _exact_norms(x_real, block_size), _exact_norms(x_fake, block_size)
+    counts = _Counts(real.n, fake.n, x_real.device)
     for i in range(0, fake.n, block_size):
         fi = slice(i, i + block_size)
         for j in range(0, real.n, block_size):
             rj = slice(j, j + block_size)
             d2 = fake.tile(fi, real, rj)  # fake × real
-
-            def exact(rows, cols, i=i, j=j):
-                return _exact_pair_distances(x_fake, x_real, rows + i, cols + j)
-
-            rows, cols = real_balls.pairs_inside(d2, rj, fi, False, inside, exact)
-            in_real_ball[rows + i] = True
-            real_ball_count[fi] += torch.bincount(rows, minlength=d2.shape[0])
-            covered[cols + j] = True
+            exact = _ExactTile(x_fake, ff, x_real, rr, fi, rj)
+            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj)
             if need_recall:
-                _, cols = fake_balls.pairs_inside(d2, fi, rj, True, inside, exact)
-                in_fake_ball[cols + j] = True
-    return _summary(in_real_ball, real_ball_count, covered, in_fake_ball, k, need_recall)
-
-
-def _summary(in_real_ball, real_ball_count, covered, in_fake_ball, k: int,
-             need_recall: bool) -> dict[str, float]:
-    return {
-        "precision": in_real_ball.double().mean().item(),
-        "recall": in_fake_ball.double().mean().item() if need_recall else float("nan"),
-        "density": real_ball_count.sum().item() / (k * in_real_ball.numel()),
-        "coverage": covered.double().mean().item(),
-    }
+                counts.add_fake_balls(fake_balls.tile_hits(d2, fi, rj, True, inside, exact), rj)
+    return counts.summary(k, need_recall)
 
 
 class _HighestFloat32Matmul:
@@ -521,23 +585,17 @@ def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtyp
     r_fake = _kth_radii(x_fake, k, block_size) if need_recall else None
     rr, ff = _squared_norms(x_real), _squared_norms(x_fake)
 
-    in_real_ball = torch.zeros(n_fake, dtype=torch.bool, device=device)     # precision
-    real_ball_count = torch.zeros(n_fake, dtype=torch.int64, device=device)  # density
-    covered = torch.zeros(n_real, dtype=torch.bool, device=device)          # coverage
-    in_fake_ball = torch.zeros(n_real, dtype=torch.bool, device=device)     # recall
+    counts = _Counts(n_real, n_fake, device)
     for i in range(0, n_fake, block_size):
         fi = slice(i, i + block_size)
         for j in range(0, n_real, block_size):
             rj = slice(j, j + block_size)
             dist = _rounded_distances(
                 _squared_distance_tile(x_fake[fi], ff[fi], x_real[rj], rr[rj]))  # fake × real
-            hit = inside(dist, r_real[None, rj])
-            in_real_ball[fi] |= hit.any(dim=1)
-            real_ball_count[fi] += hit.sum(dim=1)
-            covered[rj] |= hit.any(dim=0)
+            counts.add_real_balls(inside(dist, r_real[None, rj]), fi, rj)
             if need_recall:
-                in_fake_ball[rj] |= inside(dist, r_fake[fi, None]).any(dim=0)
-    return _summary(in_real_ball, real_ball_count, covered, in_fake_ball, k, need_recall)
+                counts.add_fake_balls(inside(dist, r_fake[fi, None]), rj)
+    return counts.summary(k, need_recall)
 
 
 _COMMON_DOC = """
