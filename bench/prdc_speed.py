@@ -1,12 +1,14 @@
 """Precision/recall/density/coverage: genbench's blocked k-NN vs ``prdc.compute_prdc``.
 
-Each method runs in its own subprocess on the same synthetic Inception-like features (ReLU of a
-random mixing, N per side, d dims, seeded), so peak memory (max RSS above the process's
-baseline after the features are built) and time are measured separately. Values are compared.
-prdc lives in the peers' venv (see ../shared/reference/offline-assets.md):
+Each method runs in its own subprocess on the same features of one data family (``--family``,
+see ``make_features``: spread-out low-dimensional, concentrated high-dimensional, heavy
+duplicates, or two .npy files such as real Inception features; N per side, d dims, seeded),
+so peak memory (max RSS above the process's baseline after the features are built) and time
+are measured separately. Values are compared. prdc needs only numpy and scikit-learn:
 
-    /work/peers-venv/bin/pip install --no-deps -e .
-    /work/peers-venv/bin/python bench/prdc_speed.py --n 20000 --dim 2048 --json out.json
+    python3 -m venv /work/peers-venv && /work/peers-venv/bin/pip install prdc scikit-learn
+    /work/peers-venv/bin/python bench/prdc_speed.py --n 20000 --dim 2048 --family spread \
+        --json out.json
 
 Each method runs ``--repeats`` times (alternating); the median time and the largest peak
 memory are reported (times on this shared 2-core machine vary by up to 25 % between runs).
@@ -30,19 +32,42 @@ from pathlib import Path
 import numpy as np
 
 
-def make_features(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_features(n: int, dim: int, seed: int = 0, family: str = "spread",
+                  files: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Real and fake float32 features of one family (seeded):
+
+    * ``spread``: ReLU of a random 64-d mixing (low intrinsic dimension, overlapping sets:
+      distances spread out, as real features);
+    * ``concentrated``: independent N(0, 1) coordinates, fakes N(0, 1.5²): distances
+      concentrate (P = 0, R = 1, as a badly failing model);
+    * ``duplicates``: ``spread`` reals; fakes are 400 distinct ``spread`` fakes repeated
+      (mode collapse: every fake has n / 400 exact copies);
+    * ``files``: the first n rows of two .npy files (e.g. real Inception features).
+    """
     rng = np.random.default_rng(seed)
+    if family == "files":
+        assert files is not None
+        return tuple(np.load(f, mmap_mode="r")[:n].astype(np.float32) for f in files)
+    if family == "concentrated":
+        return (rng.standard_normal((n, dim), dtype=np.float32),
+                1.5 * rng.standard_normal((n, dim), dtype=np.float32))
     mixing = (rng.standard_normal((64, dim)) / 8).astype(np.float32)
     real = np.maximum(rng.standard_normal((n, 64)).astype(np.float32) @ mixing, 0)
     fake = np.maximum((rng.standard_normal((n, 64)).astype(np.float32) + 0.1) @ mixing, 0)
+    if family == "duplicates":
+        fake = np.ascontiguousarray(fake[rng.integers(0, 400, n)])
     return real, fake
+
+
+FAMILIES = ("spread", "concentrated", "duplicates", "files")
 
 
 def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(method: str, n: int, dim: int, k: int, block_size: int) -> dict:
+def run_one(method: str, n: int, dim: int, k: int, block_size: int, family: str,
+            files: tuple[str, str] | None) -> dict:
     """One method on the features; its imports happen before the baseline (time and memory
     measure the computation, not loading torch or scikit-learn)."""
     if method == "prdc":
@@ -55,7 +80,7 @@ def run_one(method: str, n: int, dim: int, k: int, block_size: int) -> dict:
 
         def compute(real, fake):
             return prdc(real, fake, nearest_k=k, block_size=block_size).to_dict()
-    real, fake = make_features(n, dim)
+    real, fake = make_features(n, dim, family=family, files=files)
     baseline = _max_rss_mb()
     start = time.perf_counter()
     values = compute(real, fake)
@@ -73,13 +98,18 @@ def main() -> None:
     parser.add_argument("--worker", choices=["prdc", "genbench"], help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each method (alternating); the median time is reported")
+    parser.add_argument("--family", choices=FAMILIES, default="spread",
+                        help="data family (see make_features)")
+    parser.add_argument("--files", nargs=2, metavar=("REAL.npy", "FAKE.npy"),
+                        help="features of --family files")
     parser.add_argument("--json")
     parser.add_argument("--genbench-python", default=None,
                         help="interpreter for the genbench run (default: the project's .venv "
                              "if present, else this one); prdc runs in this one")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_one(args.worker, args.n, args.dim, args.k, args.block_size)))
+        print(json.dumps(run_one(args.worker, args.n, args.dim, args.k, args.block_size,
+                                 args.family, args.files)))
         return
     project_venv = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
     pythons = {"prdc": sys.executable,
@@ -90,7 +120,9 @@ def main() -> None:
         for method in runs:
             out = subprocess.run([pythons[method], __file__, "--worker", method,
                                   "--n", str(args.n), "--dim", str(args.dim), "--k", str(args.k),
-                                  "--block-size", str(args.block_size)],
+                                  "--block-size", str(args.block_size),
+                                  "--family", args.family,
+                                  *(["--files", *args.files] if args.files else [])],
                                  capture_output=True, text=True, check=True)
             runs[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(method, runs[method][-1], flush=True)
@@ -104,7 +136,8 @@ def main() -> None:
                                max(r["peak_rss_above_baseline_mb"] for r in rs),
                            "values": rs[0]["values"], "python": pythons[method]}
     g, p = results["genbench"], results["prdc"]
-    record = {"n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
+    record = {"family": args.family, "files": args.files,
+              "n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
               "repeats": args.repeats, "seconds": "median over the repeats",
               "peak_rss": "largest over the repeats",
               "results": results,

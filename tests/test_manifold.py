@@ -126,23 +126,55 @@ def test_mixed_equals_float64(features, case, screen):
 
 
 def test_mixed_exact_paths(monkeypatch, features):
-    """With a huge float32 error bound every pair and every k-NN ranking is undecided, so
-    everything goes through the exact rechecks and the exact row redo; with a zero bound
-    nothing does. Both must still equal float64 on these (well-separated) features."""
+    """With a huge float32 error bound every pair and every k-NN ranking is undecided: the
+    radii come from one symmetric exact pass per set and every cross tile is computed
+    exactly as one GEMM tile. The result must still equal float64."""
     real, fake = features["gaussian"]
-    exact = prdc(real, fake, 3, dtype="float64")
+    exact = prdc(real, fake, 3, dtype="float64", block_size=64)
+    passes, tiles = [], []
+    radii, tile = manifold._kth_radii_exact, manifold._squared_distance_tile
+
+    def recording_radii(x, k, block_size, dtype=None):
+        assert dtype == torch.float64
+        passes.append(x.shape[0])
+        return radii(x, k, block_size, dtype)
+
+    def recording_tile(x, xx, y, yy):
+        tiles.append((x.shape[0], y.shape[0]))
+        return tile(x, xx, y, yy)
+
+    monkeypatch.setattr(manifold, "_kth_radii_exact", recording_radii)
+    monkeypatch.setattr(manifold, "_squared_distance_tile", recording_tile)
+    monkeypatch.setattr(manifold, "_screen_tolerance", lambda dtype, dim, eps: 1.0)
+    assert prdc(real, fake, 3, block_size=64) == exact
+    assert sorted(passes) == sorted([len(real), len(fake)])
+    # the cross pass: one exact tile per fake × real block (the radii passes' tiles beside)
+    cross = -(-len(fake) // 64) * -(-len(real) // 64)
+    per_set = sum(-(-n // 64) * (-(-n // 64) + 1) // 2 for n in (len(real), len(fake)))
+    assert len(tiles) == cross + per_set
+
+
+def test_mixed_redoes_only_unproven_rows(monkeypatch):
+    """A tight cluster of near-copies (more than k + extra within the screen's error, none
+    at distance 0) cannot be ranked from the candidates kept: those rows (and the few whose
+    nearest candidates are all cluster members) are redone in float64, the others are
+    proved from the screen, and the result equals float64."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((200, 32))
+    cluster = base[0] + 1e-7 * rng.standard_normal((12, 32))
+    real = np.concatenate([base, cluster])
+    fake = rng.standard_normal((150, 32))
+    monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: False)
     redone = []
     redo = manifold._kth_radii_of_rows
 
     def recording(x, rows, k, block_size, dtype=None):
-        assert dtype == torch.float64
-        redone.append(rows.numel())
+        redone.extend(rows.tolist())
         return redo(x, rows, k, block_size, dtype)
 
     monkeypatch.setattr(manifold, "_kth_radii_of_rows", recording)
-    monkeypatch.setattr(manifold, "_screen_tolerance", lambda dtype, dim, eps: 1.0)
-    assert prdc(real, fake, 3) == exact
-    assert sum(redone) == len(real) + len(fake)  # every row redone exactly
+    assert prdc(real, fake, 3) == prdc(real, fake, 3, dtype="float64")
+    assert set(range(200, 212)) <= set(redone) and len(redone) < 0.15 * len(real)
 
 
 def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
@@ -165,17 +197,23 @@ def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
     assert used == [torch.float32, torch.float32]
 
 
-def test_mixed_many_duplicates(screen):
+def test_mixed_many_duplicates(screen, monkeypatch):
     """More copies of a point than k + extra candidates: the ranking cannot be proved from
-    the candidates kept, the rows are redone exactly, and radii are 0 as in prdc."""
+    the candidates kept, but k + 1 of them re-measured at distance 0 prove a radius of 0 (as
+    in prdc), so no row is redone."""
     rng = np.random.default_rng(3)
     base = rng.standard_normal((40, 16))
     real = np.repeat(base, 20, axis=0)
     fake = np.concatenate([base[:10], rng.standard_normal((30, 16))])
+    redo = manifold._kth_radii_of_rows
+    redone = []
+    monkeypatch.setattr(manifold, "_kth_radii_of_rows",
+                        lambda x, rows, *a: redone.append(rows.numel()) or redo(x, rows, *a))
     for comparison in ("<", "<="):
         assert prdc(real, fake, 5, comparison=comparison) == \
             prdc(real, fake, 5, comparison=comparison, dtype="float64")
     assert np.all(knn_radii(real, 5) == 0)
+    assert redone == []
 
 
 @pytest.mark.parametrize("k", [3, 5])

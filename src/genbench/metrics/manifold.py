@@ -41,10 +41,17 @@ Conventions, all as ``prdc.compute_prdc`` and torch-fidelity:
   ball's boundary are re-measured exactly in float64 (as Σ (x − y)² of the features as
   given). For the radii each row keeps its k + 1 + extra nearest screened candidates and
   re-measures exactly those that could be among the k + 1 nearest (screened value within 2b
-  of the (k+1)-th), or the whole row in float64 when the candidates kept cannot prove it
-  (many duplicates). A probe tile checked against exact distances guards the arithmetic the
-  bound assumes (falling back to float32). Self-distance tiles are computed once for both
-  their rows and columns. Numbers: bench/prdc_speed.py and the README.
+  of the (k+1)-th); a row the candidates kept cannot prove (many duplicates) has them all
+  re-measured (k + 1 at distance 0 prove a radius of 0) or else is redone exactly, and when
+  most rows are, all radii come from one symmetric exact pass. In the cross pass each ball's
+  limits (its bound with the block's largest norm) settle a tile's pairs with dense
+  comparisons; the few left open get their own bound and, if still open, an exact
+  re-measure, unless so many stay open (distances concentrated at the radii) that the
+  whole tile is computed exactly as one float64 GEMM tile, as the float64 path: no input
+  costs much more than one exact pass. A probe tile checked against exact distances guards
+  the arithmetic the bound assumes (falling back to float32). Self-distance tiles are
+  computed once for both their rows and columns, in every mode. Numbers:
+  bench/prdc_speed.py (one run per data family) and the README.
 * ``dtype="float64"`` computes every tile in float64 (the reference path). ``dtype="float32"``
   computes the tiles in float32 with no rechecks: samples lying within ~1e-6 relative of a
   ball's boundary can flip, and exact ties between non-duplicate points are not decided
@@ -70,8 +77,6 @@ DEFAULT_BLOCK_SIZE = 2048
 # Pairs with squared distance <= tol·(||x||² + ||y||²) are recomputed as Σ (x − y)²; the
 # expanded formula's rounding error is about sqrt(d)·eps·(||x||² + ||y||²).
 _RECOMPUTE_TOL = {torch.float64: 1e-7, torch.float32: 1e-2}
-# Pairs per chunk when recomputing (bounds the (pairs × d) difference tensor).
-_RECOMPUTE_ELEMENTS = 1 << 22
 # Elements (pairs × d, or rows × d) per chunk of exact pair distances and of screen
 # preparation: about 4 MB of float64, in cache (large chunks are memory-bound).
 _EXACT_PAIR_ELEMENTS = 1 << 19
@@ -170,11 +175,7 @@ def _squared_distance_tile(x: torch.Tensor, xx: torch.Tensor,
     near = d2 <= _RECOMPUTE_TOL[x.dtype] * norm_sum
     rows, cols = near.nonzero(as_tuple=True)
     if rows.numel():
-        chunk = max(1, _RECOMPUTE_ELEMENTS // x.shape[1])
-        for start in range(0, rows.numel(), chunk):
-            r, c = rows[start:start + chunk], cols[start:start + chunk]
-            diff = x[r] - y[c]
-            d2[r, c] = (diff * diff).sum(dim=1)
+        d2[rows, cols] = _exact_pair_distances(x, y, rows, cols).to(d2.dtype)
     return d2
 
 
@@ -186,7 +187,7 @@ def _rounded_distances(d2: torch.Tensor) -> torch.Tensor:
 def _kth_radii(x: torch.Tensor, k: int, block_size: int) -> torch.Tensor:
     """(k+1)-th smallest distance of each row of x to all rows of x (self included), rounded
     to float32."""
-    return _kth_radii_of_rows(x, torch.arange(x.shape[0], device=x.device), k, block_size)
+    return _kth_radii_exact(x, k, block_size)
 
 
 def knn_radii(features, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
@@ -220,6 +221,9 @@ _UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8}
 _RADIUS_MARGIN = 1e-6
 # Candidates kept per row beyond the k + 1 nearest, to prove the screened ranking right.
 _EXTRA_CANDIDATES = {torch.float32: 3, torch.bfloat16: 24}
+# Beyond this fraction of rows left unproven, all radii are recomputed in one symmetric
+# exact pass (half the work of redoing every row against all rows).
+_REDO_ALL_ROWS = 0.5
 
 
 def _screen_tolerance(dtype: torch.dtype, dim: int, eps: float) -> float:
@@ -366,14 +370,46 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.T
     # largest bound a dropped candidate can have
     proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
         v[:, keep - 1] - tol * (s.norms + s.norms.max()) > upper
-    rows, cols = ((v - bound <= upper[:, None]) & proven[:, None]).nonzero(as_tuple=True)
+    # rows without that proof have all their kept candidates re-measured: k + 1 of them at
+    # distance exactly 0 (duplicates) prove a radius of 0, nothing being nearer
+    rows, cols = ((v - bound <= upper[:, None]) | ~proven[:, None]).nonzero(as_tuple=True)
     exact = torch.full((n, keep), float("inf"), dtype=torch.float64, device=device)
     exact[rows, cols] = _exact_pair_distances(s.exact, s.exact, rows, idx[rows, cols])
-    radii = _rounded_distances(exact.sort(dim=1).values[:, k])
-    redo = (~proven).nonzero(as_tuple=True)[0]
-    if redo.numel():
+    kth = exact.sort(dim=1).values[:, k]
+    radii = _rounded_distances(kth)
+    redo = (~proven & (kth > 0)).nonzero(as_tuple=True)[0]
+    if redo.numel() > _REDO_ALL_ROWS * n:  # one symmetric exact pass (each tile once)
+        radii = _kth_radii_exact(s.exact, k, block_size, torch.float64)
+    elif redo.numel():
         radii[redo] = _kth_radii_of_rows(s.exact, redo, k, block_size, torch.float64)
     return radii
+
+
+def _kth_radii_exact(x: torch.Tensor, k: int, block_size: int,
+                     dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(k+1)-th smallest distance of every row of x to all of x in ``dtype`` (default x's),
+    rounded to float32: each tile of the upper triangle is computed once, for its rows and,
+    transposed, for its columns."""
+    dtype = dtype or x.dtype
+    n = x.shape[0]
+    xx = torch.cat([_squared_norms(part.to(dtype)) for part in x.split(block_size)])
+    keep = min(n, k + 1)
+    best = torch.full((n, keep), float("inf"), dtype=dtype, device=x.device)
+
+    def merge(rows: slice, tile: torch.Tensor) -> None:
+        both = torch.cat([best[rows], tile], dim=1)
+        best[rows] = torch.topk(both, keep, dim=1, largest=False).values
+
+    for i in range(0, n, block_size):
+        bi = slice(i, i + block_size)
+        xi = x[bi].to(dtype)
+        for j in range(i, n, block_size):
+            bj = slice(j, j + block_size)
+            tile = _squared_distance_tile(xi, xx[bi], x[bj].to(dtype), xx[bj])
+            merge(bi, tile)
+            if j != i:
+                merge(bj, tile.T)
+    return _rounded_distances(best.max(dim=1).values)
 
 
 def _kth_radii_of_rows(x: torch.Tensor, rows: torch.Tensor, k: int, block_size: int,
