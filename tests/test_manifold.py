@@ -197,6 +197,22 @@ def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
     assert used == [torch.float32, torch.float32]
 
 
+def test_float32_outward_rounds_away_from_the_decision():
+    values = torch.tensor([1.0, 1.0 + 1e-12, 1.0 - 1e-12, -3.3e-9, 0.0, 3e38, 1e39],
+                          dtype=torch.float64)
+    up = manifold._float32_outward(values, up=True)
+    down = manifold._float32_outward(values, up=False)
+    assert up.dtype == down.dtype == torch.float32
+    assert bool((up.double() >= values).all()) and bool((down.double() <= values).all())
+    # each is the nearest float32 on its side: one step further is on the other side
+    inf = torch.tensor(float("inf"))
+    assert bool((torch.nextafter(up, -inf).double() < values).all())
+    assert bool((torch.nextafter(down, inf).double() > values).all())
+    exact = values[[0, 4]]
+    assert torch.equal(manifold._float32_outward(exact, up=True).double(), exact)
+    assert torch.equal(manifold._float32_outward(exact, up=False).double(), exact)
+
+
 def test_mixed_many_duplicates(screen, monkeypatch):
     """More copies of a point than k + extra candidates: the ranking cannot be proved from
     the candidates kept, but k + 1 of them re-measured at distance 0 prove a radius of 0 (as
@@ -205,13 +221,15 @@ def test_mixed_many_duplicates(screen, monkeypatch):
     base = rng.standard_normal((40, 16))
     real = np.repeat(base, 20, axis=0)
     fake = np.concatenate([base[:10], rng.standard_normal((30, 16))])
-    redo = manifold._kth_radii_of_rows
+    exact = {c: prdc(real, fake, 5, comparison=c, dtype="float64") for c in ("<", "<=")}
+    redo, exact_pass = manifold._kth_radii_of_rows, manifold._kth_radii_exact
     redone = []
     monkeypatch.setattr(manifold, "_kth_radii_of_rows",
                         lambda x, rows, *a: redone.append(rows.numel()) or redo(x, rows, *a))
+    monkeypatch.setattr(manifold, "_kth_radii_exact",
+                        lambda x, *a: redone.append(x.shape[0]) or exact_pass(x, *a))
     for comparison in ("<", "<="):
-        assert prdc(real, fake, 5, comparison=comparison) == \
-            prdc(real, fake, 5, comparison=comparison, dtype="float64")
+        assert prdc(real, fake, 5, comparison=comparison) == exact[comparison]
     assert np.all(knn_radii(real, 5) == 0)
     assert redone == []
 

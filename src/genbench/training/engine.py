@@ -199,8 +199,9 @@ class TrainResult:
     start_step: int                    # step it started (resumed) from
     steps_per_epoch: int
     amp: Literal["bf16", "off"]        # what autocast did
-    seconds: float = 0.0               # wall seconds of steps 0..steps over every invocation
-    #                                    (steps redone after an interruption count once)
+    seconds: float = 0.0               # wall seconds of steps 0..steps over every invocation,
+    #                                    callbacks included (steps redone after an
+    #                                    interruption count once)
 
 
 def run_device(device: str | torch.device) -> torch.device:
@@ -293,7 +294,10 @@ def train(task: TrainTask, config: TrainConfig, *,
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - began
 
+    recorded: dict[int, float] = {}  # step → the seconds its checkpoint holds
+
     def write_checkpoint(step: int) -> None:
+        recorded[step] = elapsed()
         samplers = distributed.all_gather_objects(sampler.state_dict())
         rngs = distributed.all_gather_objects(rng_state(device))
         assert checkpoint_path is not None
@@ -301,7 +305,7 @@ def train(task: TrainTask, config: TrainConfig, *,
             step=step, world_size=ctx.world_size, model=net.state_dict(),
             optimizer=optimizer.state_dict(), ema=None if ema is None else ema.state_dict(),
             sampler=samplers, rng=rngs, task=task.state_dict(), meta=_meta(config, task),
-            seconds=elapsed()))
+            seconds=recorded[step]))
 
     model.train()
     for step in range(start, total):
@@ -340,5 +344,8 @@ def train(task: TrainTask, config: TrainConfig, *,
             for cb in due:
                 cb(context)
             model.train()  # a callback may have switched to eval mode
+    # the seconds the final checkpoint holds, so that asking a finished run again reports
+    # the same figure (without a checkpoint: up to now)
+    seconds = seconds_before if start >= total else recorded.get(total, elapsed())
     return TrainResult(net.eval(), ema, total, start, sampler.steps_per_epoch, amp,
-                       seconds=elapsed() if start < total else seconds_before)
+                       seconds=seconds)

@@ -62,9 +62,10 @@ def run_timing(out: str | Path, result: TrainResult, batch_size: int,
                seconds_now: float) -> dict[str, Any]:
     """``summary.json``'s timing of a run directory's training: ``seconds`` is the wall time
     of the whole run over every invocation (the checkpoint carries it, so an interrupted
-    invocation's steps count; a checkpoint from before genbench recorded it falls back to
-    the previous summary), ``images_per_second`` this invocation's training rate
-    (``seconds_now`` its time in ``train``; the previous figure when nothing was left)."""
+    invocation's steps count; a run resumed from a checkpoint written before genbench
+    recorded it counts only this invocation, and a finished one asked again keeps its
+    previous figure), ``images_per_second`` this invocation's training rate (``seconds_now``
+    its time in ``train``, setup included; the previous figure when nothing was left)."""
     previous_path = Path(out) / "summary.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
     steps_now = result.steps - result.start_step
