@@ -154,6 +154,36 @@ def test_mixed_exact_paths(monkeypatch, features):
     assert len(tiles) == cross + per_set
 
 
+def test_mixed_concentrated_distances(monkeypatch):
+    """Independent coordinates, fakes spread wider (a badly failing model: P = 0, R = 1):
+    every real lies in almost every fake ball, so the fake balls' tiles are settled densely
+    (sure hits by comparison, no exact tile), and the result equals float64."""
+    rng = np.random.default_rng(11)
+    real = rng.standard_normal((300, 256)).astype(np.float32)
+    fake = 1.5 * rng.standard_normal((300, 256)).astype(np.float32)
+    monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: False)
+    exact = {c: prdc(real, fake, 5, comparison=c, dtype="float64", block_size=64)
+             for c in ("<", "<=")}
+    kinds, exact_tiles = [], []
+    tile_hits, tile = manifold._Balls.tile_hits, manifold._squared_distance_tile
+
+    def recording(self, *args):
+        hits = tile_hits(self, *args)
+        kinds.append("dense" if hits.dense is not None else "sparse")
+        return hits
+
+    monkeypatch.setattr(manifold._Balls, "tile_hits", recording)
+    for comparison in ("<", "<="):
+        result = prdc(real, fake, 5, comparison=comparison, block_size=64)
+        assert result == exact[comparison]
+        assert (result.precision, result.recall) == (0.0, 1.0)
+    monkeypatch.setattr(manifold, "_squared_distance_tile",
+                        lambda *a: exact_tiles.append(1) or tile(*a))
+    prdc(real, fake, 5, block_size=64)
+    assert "dense" in kinds and "sparse" in kinds
+    assert exact_tiles == []  # no exact GEMM tile anywhere (cross pass or radii)
+
+
 def test_mixed_redoes_only_unproven_rows(monkeypatch):
     """A tight cluster of near-copies (more than k + extra within the screen's error, none
     at distance 0) cannot be ranked from the candidates kept: those rows (and the few whose

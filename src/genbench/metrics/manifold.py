@@ -456,6 +456,9 @@ def _float32_outward(value: torch.Tensor, up: bool) -> torch.Tensor:
 # (measured on these 2 cores: a per-pair bound costs about as much as 40 GEMM elements of
 # d = 2048, an exact pair about 16× its share of a GEMM tile).
 _OPEN_PAIRS_EXACT_TILE = 1 / 4
+# Up to this fraction of a tile's pairs possibly inside a ball, they are handled as index
+# pairs (the usual case: a ball holds about k points); beyond it, as boolean tiles.
+_SPARSE_PAIRS = 1 / 64
 _UNDECIDED_PAIRS_EXACT_TILE = 1 / 16
 
 
@@ -466,28 +469,47 @@ class _Balls:
         self.radius, self.norms, self.other_norms, self.tol = radius, screen.norms, other.norms, tol
 
     def tile_hits(self, d2: torch.Tensor, balls: slice, others: slice, per_row: bool,
-                  inside, exact_tile) -> torch.Tensor:
+                  inside, exact_tile) -> _TileHits:
         """Which pairs of a float32 screened tile have their rounded distance ``inside`` the
-        ball, the balls being the tile's rows (``per_row``) or its columns: a boolean tile.
-        Dense limits per ball (its error bound with the block's largest other norm) settle
-        almost every pair at once; the pairs between them get their own bound
-        tol·(||x||² + ||y||²), and those still open are measured exactly. When too many are
-        open (distances concentrated at the radii) the tile is taken from ``exact_tile()``
-        (float32-rounded exact distances of the whole tile) instead."""
+        ball, the balls being the tile's rows (``per_row``) or its columns. Each ball's limits
+        (its error bound with the block's largest other norm) rule out almost every pair at
+        once. Few left (a ball holds about k points): each gets its own bound
+        tol·(||x||² + ||y||²) and those still open are measured exactly; the hits come back as
+        index pairs. Many left (concentrated distances, balls holding most of the other set):
+        the sure hits are taken densely, and the open pairs as before, or, when too many are
+        open, the whole tile from ``exact_tile()`` (float32-rounded exact distances)."""
         other_max = self.other_norms[others].max()
         sure_in, sure_out = _ball_limits(self.radius[balls],
                                          self.tol * (self.norms[balls] + other_max))
         lo, hi = _float32_outward(sure_in, up=False), _float32_outward(sure_out, up=True)
         lo, hi = (lo[:, None], hi[:, None]) if per_row else (lo[None, :], hi[None, :])
-        hit = d2 < lo
-        open_ = (d2 <= hi) & ~hit
-        n_open = int(open_.sum())
-        if n_open == 0:
-            return hit
+        maybe = d2 <= hi
+        n_maybe = int(maybe.sum())
         radius = self.radius[balls][:, None] if per_row else self.radius[balls][None, :]
+        if n_maybe <= _SPARSE_PAIRS * d2.numel():
+            rows, cols = maybe.nonzero(as_tuple=True)
+            found = self._settle(d2, rows, cols, balls, others, per_row, inside, exact_tile)
+            if found is None:
+                return _TileHits(dense=inside(exact_tile(), radius))
+            return _TileHits(rows=rows[found], cols=cols[found])
+        hit = d2 < lo
+        open_ = maybe & ~hit
+        n_open = int(open_.sum())
         if n_open > _OPEN_PAIRS_EXACT_TILE * d2.numel():
-            return inside(exact_tile(), radius)
-        rows, cols = open_.nonzero(as_tuple=True)
+            return _TileHits(dense=inside(exact_tile(), radius))
+        if n_open:
+            rows, cols = open_.nonzero(as_tuple=True)
+            found = self._settle(d2, rows, cols, balls, others, per_row, inside, exact_tile)
+            if found is None:
+                return _TileHits(dense=inside(exact_tile(), radius))
+            hit[rows[found], cols[found]] = True
+        return _TileHits(dense=hit)
+
+    def _settle(self, d2, rows, cols, balls: slice, others: slice, per_row: bool, inside,
+                exact_tile) -> torch.Tensor | None:
+        """Which of the tile's pairs (rows, cols) are inside, from each pair's own bound and
+        exact distances for those it leaves open; None when so many are open that the
+        exact tile is cheaper."""
         ball, other = (rows, cols) if per_row else (cols, rows)
         bound = self.tol * (self.norms[ball + balls.start] + self.other_norms[other + others.start])
         ball_radius = self.radius[ball + balls.start]
@@ -496,12 +518,19 @@ class _Balls:
         found = value < sure_in
         undecided = ((value <= sure_out) & ~found).nonzero(as_tuple=True)[0]
         if undecided.numel() > _UNDECIDED_PAIRS_EXACT_TILE * d2.numel():
-            return inside(exact_tile(), radius)
+            return None
         if undecided.numel():
             dist = exact_tile(rows[undecided], cols[undecided])
             found[undecided] = inside(dist, ball_radius[undecided])
-        hit[rows[found], cols[found]] = True
-        return hit
+        return found
+
+
+@dataclass
+class _TileHits:
+    """The "inside" pairs of one fake × real tile: a boolean tile, or their tile indices."""
+    dense: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
 
 
 class _Counts:
@@ -515,13 +544,21 @@ class _Counts:
         self.covered = torch.zeros(n_real, dtype=torch.bool, device=device)
         self.in_fake_ball = torch.zeros(n_real, dtype=torch.bool, device=device)
 
-    def add_real_balls(self, hit: torch.Tensor, fi: slice, rj: slice) -> None:
-        self.in_real_ball[fi] |= hit.any(dim=1)
-        self.real_ball_count[fi] += hit.sum(dim=1)
-        self.covered[rj] |= hit.any(dim=0)
+    def add_real_balls(self, hits: _TileHits, fi: slice, rj: slice, tile_rows: int) -> None:
+        if hits.dense is not None:
+            self.in_real_ball[fi] |= hits.dense.any(dim=1)
+            self.real_ball_count[fi] += hits.dense.sum(dim=1)
+            self.covered[rj] |= hits.dense.any(dim=0)
+        else:
+            self.in_real_ball[hits.rows + fi.start] = True
+            self.real_ball_count[fi] += torch.bincount(hits.rows, minlength=tile_rows)
+            self.covered[hits.cols + rj.start] = True
 
-    def add_fake_balls(self, hit: torch.Tensor, rj: slice) -> None:
-        self.in_fake_ball[rj] |= hit.any(dim=0)
+    def add_fake_balls(self, hits: _TileHits, rj: slice) -> None:
+        if hits.dense is not None:
+            self.in_fake_ball[rj] |= hits.dense.any(dim=0)
+        else:
+            self.in_fake_ball[hits.cols + rj.start] = True
 
     def summary(self, k: int, need_recall: bool) -> dict[str, float]:
         return {
@@ -574,7 +611,8 @@ def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
             rj = slice(j, j + block_size)
             d2 = fake.tile(fi, real, rj)  # fake × real
             exact = _ExactTile(x_fake, ff, x_real, rr, fi, rj)
-            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj)
+            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj,
+                                  d2.shape[0])
             if need_recall:
                 counts.add_fake_balls(fake_balls.tile_hits(d2, fi, rj, True, inside, exact), rj)
     return counts.summary(k, need_recall)
@@ -628,9 +666,10 @@ def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtyp
             rj = slice(j, j + block_size)
             dist = _rounded_distances(
                 _squared_distance_tile(x_fake[fi], ff[fi], x_real[rj], rr[rj]))  # fake × real
-            counts.add_real_balls(inside(dist, r_real[None, rj]), fi, rj)
+            counts.add_real_balls(_TileHits(dense=inside(dist, r_real[None, rj])), fi, rj,
+                                  dist.shape[0])
             if need_recall:
-                counts.add_fake_balls(inside(dist, r_fake[fi, None]), rj)
+                counts.add_fake_balls(_TileHits(dense=inside(dist, r_fake[fi, None])), rj)
     return counts.summary(k, need_recall)
 
 
