@@ -44,14 +44,15 @@ Conventions, all as ``prdc.compute_prdc`` and torch-fidelity:
   of the (k+1)-th); a row the candidates kept cannot prove (many duplicates) has them all
   re-measured (k + 1 at distance 0 prove a radius of 0) or else is redone exactly, and when
   most rows are, all radii come from one symmetric exact pass. In the cross pass each ball's
-  limits (its bound with the block's largest norm) settle a tile's pairs with dense
-  comparisons; the few left open get their own bound and, if still open, an exact
-  re-measure, unless so many stay open (distances concentrated at the radii) that the
-  whole tile is computed exactly as one float64 GEMM tile, as the float64 path: no input
-  costs much more than one exact pass. A probe tile checked against exact distances guards
-  the arithmetic the bound assumes (falling back to float32). Self-distance tiles are
-  computed once for both their rows and columns, in every mode. Numbers:
-  bench/prdc_speed.py (one run per data family) and the README.
+  limits (its bound with the block's largest norm) rule out almost every pair of a tile at
+  once; the pairs that may be inside (index pairs when few, boolean tiles when many) get
+  their own bound and, if still open, an exact re-measure, unless so many stay open
+  (distances concentrated at the radii) that the whole tile is computed exactly as one
+  float64 GEMM tile, as the float64 path: no input costs much more than one exact pass. A
+  probe tile checked against exact distances guards the arithmetic the bound assumes
+  (falling back to float32). Self-distance tiles are computed once for both their rows and
+  columns, in every mode. Numbers: bench/prdc_speed.py (one run per data family) and the
+  README.
 * ``dtype="float64"`` computes every tile in float64 (the reference path). ``dtype="float32"``
   computes the tiles in float32 with no rechecks: samples lying within ~1e-6 relative of a
   ball's boundary can flip, and exact ties between non-duplicate points are not decided
