@@ -232,7 +232,7 @@ def test_result_fields_and_float32_torch_input(mixture):
     assert r.precision.shape == r.recall.shape == (101,)
     assert r.eval_histograms.shape == r.ref_histograms.shape == (2, 12)
     np.testing.assert_allclose(r.eval_histograms.sum(1), 1.0)
-    assert (r.kmeans, r.num_runs, r.num_clusters, r.beta) == ("fast", 2, 12, 8.0)
+    assert (r.kmeans, r.num_runs, r.num_clusters, r.beta) == ("reference", 2, 12, 8.0)
     assert (r.f8, r.f1_8) == (r.f_beta, r.f_beta_inv)
     assert r.to_dict()["num_eval"] == 400 and not r.subsampled
 

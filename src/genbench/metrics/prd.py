@@ -24,21 +24,23 @@ gives the same curve every time. Run ``r`` clusters with the ``r``-th value of
 
 Two k-means implementations (``kmeans=``):
 
-* ``"reference"``: scikit-learn ``MiniBatchKMeans(n_clusters=20, n_init=10)`` on float64, as the
-  reference code calls it, with the installed scikit-learn's other defaults (batch_size 1024
-  since scikit-learn 1.0; the reference repo pinned 0.19.2, whose batch_size was 100), and a
-  ``random_state`` per run.
-* ``"fast"``: genbench's own torch port of the same mini-batch k-means (scikit-learn's
-  MiniBatchKMeans algorithm and defaults: best of 10 greedy k-means++ seedings on 3 × 1024
-  random points, mini-batches of 1024, count-based learning rates, reassignment of near-empty
-  centres, early stop on the smoothed batch inertia), on float32, with the 10 seedings of a
-  run (each on its own draw of points) computed together (in bfloat16 where that is native,
-  see ``_FastKMeansData``), and one batched pass assigning all points for all runs. Same
-  algorithm, so the same statistics: on synthetic Inception-like features its (F_8, F_1/8)
-  agree with the reference's within 0.002 where the clustering is stable, and where it is
-  bimodal its single-run outcomes fall on the same local optima with the same frequencies
-  within sampling error (bench/prd_speed.py, bench/prd_outcomes.py). It needs no
-  scikit-learn and runs on the device of torch features (or ``device=``).
+* ``"reference"`` (the default): scikit-learn ``MiniBatchKMeans(n_clusters=20, n_init=10)``
+  on float64, as the reference code calls it, with the installed scikit-learn's other defaults
+  (batch_size 1024 since scikit-learn 1.0; the reference repo pinned 0.19.2, whose batch_size
+  was 100), and a ``random_state`` per run.
+* ``"fast"`` (an option): genbench's own torch port of the same mini-batch k-means
+  (scikit-learn's MiniBatchKMeans algorithm and defaults: best of 10 greedy k-means++
+  seedings on 3 × 1024 random points, mini-batches of 1024, count-based learning rates,
+  reassignment of near-empty centres, early stop on the smoothed batch inertia), on float32,
+  with the 10 seedings of a run (each on its own draw of points) computed together (in
+  bfloat16 where that is native, see ``_FastKMeansData``), and one batched pass assigning
+  all points for all runs; 3.9× faster on CPU. Same algorithm, so the same statistics: on
+  synthetic Inception-like features its (F_8, F_1/8) agree with the reference's within 0.002
+  where the clustering is stable, and where it is bimodal its single-run outcomes fall on
+  the same local optima with the same frequencies within sampling error (bench/prd_speed.py,
+  bench/prd_outcomes.py). It draws its own random numbers, so a run's clustering is not the
+  reference's, and its agreement has been shown on synthetic families only: hence not the
+  default. It runs on the device of torch features (or ``device=``).
 
 PRD values themselves vary with the clustering: with ``num_runs`` = 10, one seed's F_1/8 can
 differ from another's by a few hundredths when the data can be clustered in two different
@@ -75,7 +77,10 @@ FAST_MAX_ITER = 100
 FAST_MAX_NO_IMPROVEMENT = 10
 FAST_REASSIGNMENT_RATIO = 0.01
 
-DEFAULT_KMEANS: KMeansMethod = "fast"
+#: The default is the reference clustering: the fast one follows the same algorithm but draws
+#: its own random numbers, so it cannot equal it run for run, and its agreement was shown on
+#: synthetic families only (bench/prd_speed.py, bench/prd_outcomes.py). It stays an option.
+DEFAULT_KMEANS: KMeansMethod = "reference"
 DEFAULT_NUM_CLUSTERS = 20
 
 
@@ -527,8 +532,8 @@ def prd_from_features(eval_features, ref_features, *, num_clusters: int = DEFAUL
     ``"subsample"`` draws (with the seed, without replacement) as many rows of the larger set
     as the smaller has, and records it; ``"off"`` clusters unequal sets as given (the
     reference's ``enforce_balance=False``; the clustering is then biased towards the larger
-    set — not recommended). ``kmeans``: ``"fast"`` (default) or ``"reference"``; see the module
-    docstring.
+    set — not recommended). ``kmeans``: ``"reference"`` (default, scikit-learn) or ``"fast"``
+    (3.9× faster on CPU, not shown equal on every kind of data); see the module docstring.
     """
     eval_features, ref_features = _check_pair(eval_features, ref_features)
     num_angles = _check_num_angles(num_angles)
