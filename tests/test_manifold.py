@@ -264,6 +264,101 @@ def test_mixed_many_duplicates(screen, monkeypatch):
     assert redone == []
 
 
+def _low_rank(rng, n: int, dim: int, shift: float = 0.0) -> np.ndarray:
+    """Features of intrinsic dimension 16 plus a little noise in all dim directions (as
+    real Inception features, whose leading quarter of directions holds ~95 % of the
+    spread)."""
+    mixing = np.random.default_rng(99).standard_normal((16, dim)) / 4
+    latent = rng.standard_normal((n, 16)) + shift
+    return (latent @ mixing + 0.02 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+@pytest.fixture
+def projected_paths(monkeypatch):
+    """Allow the projected screen at test sizes and record which paths run."""
+    monkeypatch.setattr(manifold, "_PROJECT_MIN_ROWS", 0)
+    monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: False)
+    seen: list[str] = []
+    kth, cross = manifold._kth_radii_mixed, manifold._ProjectedCross.tile_hits
+
+    def radii(s, *args, lower_only=None):
+        r = kth(s, *args, lower_only=lower_only)
+        seen.append("full radii" if lower_only is None else
+                    "projected radii" if r is not None else "projected radii gave up")
+        return r
+
+    def tiles(self, *args):
+        hits = cross(self, *args)
+        seen.append("projected tile" if hits is not None else "projected tile gave up")
+        return hits
+
+    monkeypatch.setattr(manifold, "_kth_radii_mixed", radii)
+    monkeypatch.setattr(manifold._ProjectedCross, "tile_hits", tiles)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["plain", "duplicates", "quantized"])
+def test_projected_screen_equals_float64(projected_paths, kind):
+    """Low-rank features are screened by their projection on d / 4 principal directions
+    (lower bounds, upper bounds from the residual norms), radii and cross pass alike, and
+    every result equals float64, ties included."""
+    rng = np.random.default_rng(21)
+    real, fake = _low_rank(rng, 1200, 256), _low_rank(rng, 1000, 256, 0.3)
+    if kind == "duplicates":  # mode collapse: every fake has ~10 exact copies
+        fake = fake[rng.integers(0, 100, len(fake))]
+    if kind == "quantized":  # many exact ties at the radii
+        real, fake = np.round(real * 4) / 4, np.round(fake * 4) / 4
+    for fn, k in ((prdc, 5), (precision_recall, 3)):
+        for c in ("<", "<="):
+            projected_paths.clear()
+            got = fn(real, fake, k, comparison=c, block_size=256)
+            assert got == fn(real, fake, k, comparison=c, block_size=256, dtype="float64")
+            assert projected_paths.count("projected radii") == 2
+            assert "projected tile" in projected_paths and "full radii" not in projected_paths
+    assert density_coverage(real, fake, block_size=256) == density_coverage(
+        real, fake, block_size=256, dtype="float64")
+
+
+def test_projected_screen_bounds_hold():
+    """||a_x − a_y||² ≤ ||x − y||² ≤ ||p_x − p_y||² + (e_x + e_y)², for any data."""
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.standard_normal((300, 64)) * rng.uniform(0.1, 3, 64))
+    mean, q = manifold._principal_basis(x[::2].float(), 16)
+    assert torch.allclose(q.T @ q, torch.eye(16, dtype=torch.float64), atol=1e-12)
+    a, e = manifold._project(x, mean, q)
+    d2 = torch.cdist(x, x).square()
+    lower = torch.cdist(a, a).square()
+    upper = torch.cdist(a[:, :-1], a[:, :-1]).square() + (e[:, None] + e[None]) ** 2
+    assert (lower <= d2 * (1 + 1e-9) + 1e-9).all() and (d2 <= upper * (1 + 1e-9) + 1e-9).all()
+    assert (lower < 0.9 * d2).any()  # a real bound, not the distance itself
+    assert torch.allclose(manifold._squared_norms(a), (x - mean).square().sum(1))
+
+
+def test_projected_screen_gives_up_where_it_cannot_rank(projected_paths, monkeypatch):
+    """Independent coordinates have no leading directions: the held-out residual check
+    refuses the projection. Forced past it, the radii give up after the first block of rows,
+    and with the radii forced through too, every cross tile falls back to the full screen
+    after the first ones; the results equal float64 throughout."""
+    rng = np.random.default_rng(8)
+    real = rng.standard_normal((1200, 256)).astype(np.float32)
+    fake = rng.standard_normal((1000, 256)).astype(np.float32) * 1.1
+    exact = prdc(real, fake, 5, block_size=256, dtype="float64")
+    assert prdc(real, fake, 5, block_size=256) == exact
+    assert projected_paths == ["full radii", "full radii"]  # refused up front
+
+    monkeypatch.setattr(manifold, "_PROJECT_MAX_RESIDUAL", 1.0)
+    projected_paths.clear()
+    assert prdc(real, fake, 5, block_size=256) == exact
+    assert projected_paths == ["projected radii gave up", "full radii", "full radii"]
+
+    monkeypatch.setattr(manifold, "_PROJECTED_REDO_ROWS", 1.0)
+    projected_paths.clear()
+    assert prdc(real, fake, 5, block_size=256) == exact
+    tiles = [p for p in projected_paths if "tile" in p]
+    assert projected_paths[:2] == ["projected radii", "projected radii"]
+    assert tiles == ["projected tile gave up"] * 4  # then not tried again (20 tiles)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_identical_sets(features, k):
     """No duplicates: every sample is in its own ball (distance 0 < radius). The k-th neighbour
