@@ -321,17 +321,17 @@ def _screens(x_real: torch.Tensor, x_fake: torch.Tensor | None, block_size: int
 _PROJECT_MIN_DIM = 256
 _PROJECT_MIN_ROWS = 8192
 _PROJECT_RANK_DIVISOR = 4
-_PROJECT_MAX_RESIDUAL = 0.06
+_PROJECT_MAX_RESIDUAL = 0.1
 _PROJECT_SAMPLE_ROWS = 2048  # per set, for the principal directions; as many held out
 # The projection bounds distances loosely near a row's nearest neighbours: keep more
 # candidates, and give up on it for a set when more than this fraction of rows (of the
 # first block, then of all) stays unproven.
 _PROJECTED_EXTRA_CANDIDATES = 26
 _PROJECTED_REDO_ROWS = 1 / 16
-# Computing p = Qᵀ(x − μ) and e = sqrt(||x − μ||² − ||p||²) in float64 moves the bound by
-# far less than this, relative to ||x − μ||² + ||y − μ||² (e's error is at most about
-# sqrt(d·u64)·||x − μ||).
-_PROJECTION_SLACK = 1e-5
+# Computing p = Qᵀ(x − μ) and e = sqrt(||x − μ||² − ||p||²) in float64 moves the bounds by
+# far less than this, relative to ||x − μ||² + ||y − μ||²: e's error is at most about
+# sqrt(d·u64)·||x − μ|| ≈ 5e-7·||x − μ||, which moves (e_x ∓ e_y)² by < 1e-5 of it.
+_PROJECTION_SLACK = 1e-4
 _PROJECT_CHUNK_ELEMENTS = 1 << 22  # rows × d per float64 GEMM of the projection (32 MB)
 
 
