@@ -268,7 +268,7 @@ def main() -> None:
         per_class = r.get("per_class") or {}
         results["conditional"] = {
             "num_images": n_cond, "fid": r["metrics"]["fid"]["value"],
-            "per_class_fid": {c: v.get("fid", {}).get("value") for c, v in per_class.items()},
+            "per_class_fid": {c: v.get("fid") for c, v in per_class.items()},
             "cas": {"top1": cas["cas"]["top1"], "top5": cas["cas"]["top5"],
                     "real_top1": cas["real_baseline"]["top1"], "gap": cas["gap"],
                     "per_class": cas["per_class"], "worst_classes": cas.get("worst_classes")}}

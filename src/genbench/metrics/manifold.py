@@ -310,98 +310,6 @@ def _screens(x_real: torch.Tensor, x_fake: torch.Tensor | None, block_size: int
                                                                  else 0.0))
 
 
-# The projected screen (``_projected_screens``): distances bounded from below by the
-# features' leading principal directions and the norm of what they leave out, at a fraction
-# of a full tile's arithmetic. Tried where the features have at least _PROJECT_MIN_DIM
-# dimensions and both sets together at least _PROJECT_MIN_ROWS rows (below that the full
-# screen is cheap), with rank d / 4, when the residual holds at most _PROJECT_MAX_RESIDUAL of
-# the spread on held-out rows (real Inception features of Fashion-MNIST: 4.8 %; the
-# synthetic "spread" family: 12 %, where the bounds leave most rows unproven;
-# bench/prdc_projection_probe.py); otherwise not at all.
-_PROJECT_MIN_DIM = 256
-_PROJECT_MIN_ROWS = 8192
-_PROJECT_RANK_DIVISOR = 4
-_PROJECT_MAX_RESIDUAL = 0.1
-_PROJECT_SAMPLE_ROWS = 2048  # per set, for the principal directions; as many held out
-# The projection bounds distances loosely near a row's nearest neighbours: keep more
-# candidates, and give up on it for a set when more than this fraction of rows (of the
-# first block, then of all) stays unproven.
-_PROJECTED_EXTRA_CANDIDATES = 26
-_PROJECTED_REDO_ROWS = 1 / 16
-# Computing p = Qᵀ(x − μ) and e = sqrt(||x − μ||² − ||p||²) in float64 moves the bounds by
-# far less than this, relative to ||x − μ||² + ||y − μ||²: e's error is at most about
-# sqrt(d·u64)·||x − μ|| ≈ 5e-7·||x − μ||, which moves (e_x ∓ e_y)² by < 1e-5 of it.
-_PROJECTION_SLACK = 1e-4
-_PROJECT_CHUNK_ELEMENTS = 1 << 22  # rows × d per float64 GEMM of the projection (32 MB)
-
-
-@dataclass
-class _Projected:
-    """One set's projected screen (vectors a = [Qᵀ(x − μ), e], see ``_project``), the
-    features as given (for exact re-measures) and the residual norm e of each row."""
-    screen: _Screen
-    features: torch.Tensor
-    residual: torch.Tensor
-
-
-def _sample_rows(x: torch.Tensor, offset: int) -> torch.Tensor:
-    """Evenly spaced rows of x (every other one at least, so that offsets 0 and 1 do not
-    overlap)."""
-    step = max(2, x.shape[0] // _PROJECT_SAMPLE_ROWS)
-    return x[offset::step][:_PROJECT_SAMPLE_ROWS]
-
-
-def _principal_basis(sample: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and an orthonormal d × rank basis (float64) close to the sample's leading
-    principal directions: a seeded randomized range finder with two power iterations
-    (float32), orthonormalised by a float64 QR. Any orthonormal basis gives valid bounds;
-    a good one gives tight bounds."""
-    mean = sample.mean(dim=0, dtype=torch.float64)
-    centred = (sample - mean).float()
-    gen = torch.Generator(device=centred.device).manual_seed(0)
-    z = centred.T @ torch.randn(centred.shape[0], rank, generator=gen, device=centred.device)
-    for _ in range(2):
-        z, _ = torch.linalg.qr(z)
-        z = centred.T @ (centred @ z)
-    q, _ = torch.linalg.qr(z.double())
-    return mean, q
-
-
-def _project(x: torch.Tensor, mean: torch.Tensor, q: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, e): a = [Qᵀ(x − μ), e] in float64 (one column more than the rank) and the residual
-    norms e = ||(x − μ) − QQᵀ(x − μ)||, so that ||a_x − a_y||² ≤ ||x − y||² (Pythagoras and
-    the triangle inequality on the residuals) and ||a_x||² = ||x − μ||²."""
-    out = torch.empty((x.shape[0], q.shape[1] + 1), dtype=torch.float64, device=x.device)
-    chunk = max(1, _PROJECT_CHUNK_ELEMENTS // x.shape[1])
-    for start in range(0, x.shape[0], chunk):
-        c = x[start:start + chunk].double() - mean
-        p = c @ q
-        out[start:start + chunk, :-1] = p
-        out[start:start + chunk, -1] = (_squared_norms(c) - _squared_norms(p)).clamp_min(0).sqrt()
-    return out, out[:, -1].clone()
-
-
-def _projected_screens(x_real: torch.Tensor, x_fake: torch.Tensor
-                       ) -> tuple[_Projected, _Projected, float] | None:
-    """Projected screens of both sets and the tolerance of their tiles (whose values bound
-    the squared distances from below, within the tolerance), or None where no rank pays."""
-    dim = x_real.shape[1]
-    if dim < _PROJECT_MIN_DIM or x_real.shape[0] + x_fake.shape[0] < _PROJECT_MIN_ROWS:
-        return None
-    fit = torch.cat([_sample_rows(x_real, 0), _sample_rows(x_fake, 0)])
-    held_out = torch.cat([_sample_rows(x_real, 1), _sample_rows(x_fake, 1)])
-    mean, q = _principal_basis(fit, dim // _PROJECT_RANK_DIVISOR)
-    _, e = _project(held_out, mean, q)
-    if e.square().sum() > _PROJECT_MAX_RESIDUAL * (held_out.double() - mean).square().sum():
-        return None
-    (a_real, e_real), (a_fake, e_fake) = _project(x_real, mean, q), _project(x_fake, mean, q)
-    real, fake = _Screen(a_real, torch.float32), _Screen(a_fake, torch.float32)
-    tol = _screen_tolerance(torch.float32, q.shape[1] + 1, max(real.eps, fake.eps))
-    return (_Projected(real, x_real, e_real), _Projected(fake, x_fake, e_fake),
-            tol + _PROJECTION_SLACK)
-
-
 def _probe_within_bound(a: _Screen, b: _Screen, tol: float, size: int) -> bool:
     """Check the arithmetic the bound assumes (float32 accumulation of bfloat16 products) on
     a size × size tile against exact distances; a matmul that accumulates in lower precision
@@ -432,8 +340,7 @@ def _merge_smallest(vals: torch.Tensor, idx: torch.Tensor, rows: slice, tile: to
     idx[rows] = torch.gather(all_idx, 1, top.indices)
 
 
-def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float,
-                     lower_only: _Projected | None = None) -> torch.Tensor | None:
+def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.Tensor:
     """As ``_kth_radii`` (exact), from screened tiles. Each row keeps its k + 1 + extra
     nearest screened candidates (each tile is computed once, for its rows and, transposed,
     for its columns). With v ± b a kept value and its error bound, and U the (k+1)-th
@@ -441,16 +348,9 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float,
     provided the last kept one lies beyond U by more than any dropped candidate's bound
     (then no dropped candidate can be nearer): those are re-measured exactly and the (k+1)-th
     taken. Rows without that proof (e.g. more than k + extra duplicates) are redone exactly
-    against all rows.
-
-    With ``lower_only`` the screen is a projected one (``_projected_screens``), whose values
-    bound distances from below: the upper bounds are v + b + 4·e_i·e_j (e: residual norms),
-    more candidates are kept, and None is returned as soon as the first block of rows (final
-    once its row of tiles is done) or, at the end, all rows leave too many unproven for the
-    projection to pay: the caller then uses the full screen."""
+    against all rows."""
     n, device = s.n, s.exact.device
-    extra = _PROJECTED_EXTRA_CANDIDATES if lower_only else _EXTRA_CANDIDATES[s.dtype]
-    keep = min(n, k + 1 + extra)
+    keep = min(n, k + 1 + _EXTRA_CANDIDATES[s.dtype])
     vals = torch.full((n, keep), float("inf"), dtype=torch.float32, device=device)
     idx = torch.zeros((n, keep), dtype=torch.int64, device=device)
     for i in range(0, n, block_size):
@@ -461,50 +361,29 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float,
             _merge_smallest(vals, idx, bi, d2, j)
             if j != i:
                 _merge_smallest(vals, idx, bj, d2, i, dim=0)
-        if lower_only is not None and i == 0 and n > block_size:  # block 0 is final
-            _, redo = _measured_radii(s, k, tol, lower_only, vals[bi], idx[bi], bi)
-            if redo.numel() > _PROJECTED_REDO_ROWS * min(block_size, n):
-                return None
 
-    features = lower_only.features if lower_only is not None else s.exact
-    radii, redo = _measured_radii(s, k, tol, lower_only, vals, idx, slice(0, n))
-    if lower_only is not None and redo.numel() > _PROJECTED_REDO_ROWS * n:
-        return None
-    if redo.numel() > _REDO_ALL_ROWS * n:  # one symmetric exact pass (each tile once)
-        radii = _kth_radii_exact(features, k, block_size, torch.float64)
-    elif redo.numel():
-        radii[redo] = _kth_radii_of_rows(features, redo, k, block_size, torch.float64)
-    return radii
-
-
-def _measured_radii(s: _Screen, k: int, tol: float, lower_only: _Projected | None,
-                    vals: torch.Tensor, idx: torch.Tensor, rows: slice
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Radii of ``rows`` from their kept candidates (screened values ``vals``, columns
-    ``idx``), and the rows (numbered within ``rows``) that the candidates cannot prove,
-    to be redone exactly (see ``_kth_radii_mixed``)."""
-    keep = vals.shape[1]
     v = vals.double()
-    norms = s.norms[rows]
-    bound = tol * (norms[:, None] + s.norms[idx])  # error bound of each kept value
-    above = v + bound
-    if lower_only is not None:  # d² ≤ ||p_i − p_j||² + (e_i + e_j)²
-        above += 4.0 * lower_only.residual[rows, None] * lower_only.residual[idx]
+    bound = tol * (s.norms[:, None] + s.norms[idx])  # error bound of each kept value
     # at least k + 1 kept candidates are truly within `upper`: only those whose lower
     # bound is within it can be among the k + 1 nearest ...
-    upper = above.kthvalue(k + 1, dim=1).values
+    upper = (v + bound).kthvalue(k + 1, dim=1).values
     # ... and none that was dropped can, if the last kept value is beyond it by the
     # largest bound a dropped candidate can have
-    proven = torch.ones(v.shape[0], dtype=torch.bool, device=v.device) if keep == s.n else \
-        v[:, keep - 1] - tol * (norms + s.norms.max()) > upper
+    proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
+        v[:, keep - 1] - tol * (s.norms + s.norms.max()) > upper
     # rows without that proof have all their kept candidates re-measured: k + 1 of them at
     # distance exactly 0 (duplicates) prove a radius of 0, nothing being nearer
-    features = lower_only.features if lower_only is not None else s.exact
-    r, c = ((v - bound <= upper[:, None]) | ~proven[:, None]).nonzero(as_tuple=True)
-    exact = torch.full(v.shape, float("inf"), dtype=torch.float64, device=v.device)
-    exact[r, c] = _exact_pair_distances(features, features, r + rows.start, idx[r, c])
+    rows, cols = ((v - bound <= upper[:, None]) | ~proven[:, None]).nonzero(as_tuple=True)
+    exact = torch.full((n, keep), float("inf"), dtype=torch.float64, device=device)
+    exact[rows, cols] = _exact_pair_distances(s.exact, s.exact, rows, idx[rows, cols])
     kth = exact.sort(dim=1).values[:, k]
-    return _rounded_distances(kth), (~proven & (kth > 0)).nonzero(as_tuple=True)[0]
+    radii = _rounded_distances(kth)
+    redo = (~proven & (kth > 0)).nonzero(as_tuple=True)[0]
+    if redo.numel() > _REDO_ALL_ROWS * n:  # one symmetric exact pass (each tile once)
+        radii = _kth_radii_exact(s.exact, k, block_size, torch.float64)
+    elif redo.numel():
+        radii[redo] = _kth_radii_of_rows(s.exact, redo, k, block_size, torch.float64)
+    return radii
 
 
 def _kth_radii_exact(x: torch.Tensor, k: int, block_size: int,
@@ -647,61 +526,6 @@ class _Balls:
         return found
 
 
-class _ProjectedCross:
-    """The cross pass from projected tiles: a pair is out of a ball when its lower bound
-    v − b lies beyond it (which the balls' limits decide for a whole tile at once), inside
-    when its upper bound v + b + 4·e_f·e_r lies within it, and measured exactly otherwise.
-    A tile with more than ``_SPARSE_PAIRS`` of its pairs possibly inside a ball gets None:
-    the caller screens it in full instead. ``real_radius`` and ``fake_radius`` (None without
-    recall) are the balls' float32 radii."""
-
-    def __init__(self, real: _Projected, fake: _Projected, tol: float,
-                 real_radius: torch.Tensor, fake_radius: torch.Tensor | None):
-        self.real, self.fake, self.tol = real.screen, fake.screen, tol
-        self.e_real, self.e_fake = real.residual, fake.residual
-        self.real_radius, self.fake_radius = real_radius, fake_radius
-        self.tiles = self.screened_in_full = 0
-
-    def worth_trying(self) -> bool:
-        """False once most of the first tiles needed the full screen (a projected tile costs
-        a quarter of a full one, wasted where it cannot decide)."""
-        return self.tiles < 4 or 2 * self.screened_in_full <= self.tiles
-
-    def tile_hits(self, fi: slice, rj: slice, inside, exact_tile
-                  ) -> tuple[_TileHits, _TileHits | None] | None:
-        v = self.fake.tile(fi, self.real, rj)  # fake × real lower bounds
-        self.tiles += 1
-        nf, nr = self.fake.norms, self.real.norms
-        out_real = _ball_limits(self.real_radius[rj], self.tol * (nr[rj] + nf[fi].max()))[1]
-        maybe = v <= _float32_outward(out_real, up=True)[None, :]
-        if self.fake_radius is not None:
-            out_fake = _ball_limits(self.fake_radius[fi], self.tol * (nf[fi] + nr[rj].max()))[1]
-            maybe |= v <= _float32_outward(out_fake, up=True)[:, None]
-        rows, cols = maybe.nonzero(as_tuple=True)
-        if rows.numel() > _SPARSE_PAIRS * v.numel():
-            self.screened_in_full += 1
-            return None
-        gf, gr = rows + fi.start, cols + rj.start
-        value = v[rows, cols].double()
-        bound = self.tol * (nf[gf] + nr[gr])
-        lower, upper = value - bound, value + bound + 4.0 * self.e_fake[gf] * self.e_real[gr]
-        radii = [self.real_radius[gr]]
-        if self.fake_radius is not None:
-            radii.append(self.fake_radius[gf])
-        found, undecided = [], torch.zeros_like(lower, dtype=torch.bool)
-        for radius in radii:  # limits on the exact squared distances
-            sure_in, sure_out = _ball_limits(radius, torch.zeros_like(lower))
-            found.append(upper < sure_in)
-            undecided |= ~found[-1] & (lower <= sure_out)
-        pick = undecided.nonzero(as_tuple=True)[0]
-        if pick.numel():
-            dist = exact_tile(rows[pick], cols[pick])
-            for hit, radius in zip(found, radii, strict=True):
-                hit[pick] = inside(dist, radius[pick])
-        hits = [_TileHits(rows=rows[hit], cols=cols[hit]) for hit in found]
-        return hits[0], (hits[1] if len(hits) > 1 else None)
-
-
 @dataclass
 class _TileHits:
     """The "inside" pairs of one fake × real tile: a boolean tile, or their tile indices."""
@@ -776,41 +600,22 @@ def _exact_norms(x: torch.Tensor, block_size: int) -> torch.Tensor:
 def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
                     block_size: int, need_recall: bool) -> dict[str, float]:
     real, fake, tol = _screens(x_real, x_fake, block_size)
-    projected = _projected_screens(x_real, x_fake)
-
-    def radii(screen: _Screen, which: int) -> torch.Tensor:
-        nonlocal projected
-        if projected is not None:
-            p = projected[which]
-            r = _kth_radii_mixed(p.screen, k, block_size, projected[2], lower_only=p)
-            if r is not None:
-                return r
-            projected = None  # the projection cannot rank this data: use the full screen
-        return _kth_radii_mixed(screen, k, block_size, tol)
-
-    r_real = radii(real, 0)
+    r_real = _kth_radii_mixed(real, k, block_size, tol)
     real_balls = _Balls(r_real, real, fake, tol)
-    r_fake = radii(fake, 1) if need_recall else None
     if need_recall:
-        fake_balls = _Balls(r_fake, fake, real, tol)
-    cross = _ProjectedCross(*projected, r_real, r_fake) if projected is not None else None
+        fake_balls = _Balls(_kth_radii_mixed(fake, k, block_size, tol), fake, real, tol)
     rr, ff = _exact_norms(x_real, block_size), _exact_norms(x_fake, block_size)
     counts = _Counts(real.n, fake.n, x_real.device)
     for i in range(0, fake.n, block_size):
         fi = slice(i, i + block_size)
         for j in range(0, real.n, block_size):
             rj = slice(j, j + block_size)
+            d2 = fake.tile(fi, real, rj)  # fake × real
             exact = _ExactTile(x_fake, ff, x_real, rr, fi, rj)
-            hits = cross.tile_hits(fi, rj, inside, exact) \
-                if cross is not None and cross.worth_trying() else None
-            if hits is None:
-                d2 = fake.tile(fi, real, rj)  # fake × real
-                hits = (real_balls.tile_hits(d2, rj, fi, False, inside, exact),
-                        fake_balls.tile_hits(d2, fi, rj, True, inside, exact) if need_recall
-                        else None)
-            counts.add_real_balls(hits[0], fi, rj, min(block_size, fake.n - i))
+            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj,
+                                  d2.shape[0])
             if need_recall:
-                counts.add_fake_balls(hits[1], rj)
+                counts.add_fake_balls(fake_balls.tile_hits(d2, fi, rj, True, inside, exact), rj)
     return counts.summary(k, need_recall)
 
 
