@@ -72,7 +72,7 @@ def main() -> None:
                 for i in range(0, args.images, b):
                     forward(inp[i:i + b])
                 seconds[name].append(time.perf_counter() - start)
-    base = statistics.median(seconds[f"eager channels-last, batch {50}"]) \
+    base = statistics.median(seconds["eager channels-last, batch 50"]) \
         if 50 in batch_sizes else None
     rows = {}
     for name, s in seconds.items():

@@ -485,24 +485,26 @@ class _Balls:
         lo, hi = _float32_outward(sure_in, up=False), _float32_outward(sure_out, up=True)
         lo, hi = (lo[:, None], hi[:, None]) if per_row else (lo[None, :], hi[None, :])
         maybe = d2 <= hi
-        n_maybe = int(maybe.sum())
         radius = self.radius[balls][:, None] if per_row else self.radius[balls][None, :]
-        if n_maybe <= _SPARSE_PAIRS * d2.numel():
+
+        def exact_hits() -> _TileHits:
+            return _TileHits(dense=inside(exact_tile(), radius))
+
+        if int(maybe.sum()) <= _SPARSE_PAIRS * d2.numel():
             rows, cols = maybe.nonzero(as_tuple=True)
             found = self._settle(d2, rows, cols, balls, others, per_row, inside, exact_tile)
-            if found is None:
-                return _TileHits(dense=inside(exact_tile(), radius))
-            return _TileHits(rows=rows[found], cols=cols[found])
+            return exact_hits() if found is None else _TileHits(rows=rows[found],
+                                                                  cols=cols[found])
         hit = d2 < lo
         open_ = maybe & ~hit
         n_open = int(open_.sum())
         if n_open > _OPEN_PAIRS_EXACT_TILE * d2.numel():
-            return _TileHits(dense=inside(exact_tile(), radius))
+            return exact_hits()
         if n_open:
             rows, cols = open_.nonzero(as_tuple=True)
             found = self._settle(d2, rows, cols, balls, others, per_row, inside, exact_tile)
             if found is None:
-                return _TileHits(dense=inside(exact_tile(), radius))
+                return exact_hits()
             hit[rows[found], cols[found]] = True
         return _TileHits(dense=hit)
 
@@ -545,13 +547,14 @@ class _Counts:
         self.covered = torch.zeros(n_real, dtype=torch.bool, device=device)
         self.in_fake_ball = torch.zeros(n_real, dtype=torch.bool, device=device)
 
-    def add_real_balls(self, hits: _TileHits, fi: slice, rj: slice, tile_rows: int) -> None:
+    def add_real_balls(self, hits: _TileHits, fi: slice, rj: slice) -> None:
         if hits.dense is not None:
             self.in_real_ball[fi] |= hits.dense.any(dim=1)
             self.real_ball_count[fi] += hits.dense.sum(dim=1)
             self.covered[rj] |= hits.dense.any(dim=0)
         else:
             self.in_real_ball[hits.rows + fi.start] = True
+            tile_rows = self.real_ball_count[fi].numel()
             self.real_ball_count[fi] += torch.bincount(hits.rows, minlength=tile_rows)
             self.covered[hits.cols + rj.start] = True
 
@@ -612,8 +615,7 @@ def _manifold_mixed(x_real: torch.Tensor, x_fake: torch.Tensor, k: int, inside,
             rj = slice(j, j + block_size)
             d2 = fake.tile(fi, real, rj)  # fake × real
             exact = _ExactTile(x_fake, ff, x_real, rr, fi, rj)
-            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj,
-                                  d2.shape[0])
+            counts.add_real_balls(real_balls.tile_hits(d2, rj, fi, False, inside, exact), fi, rj)
             if need_recall:
                 counts.add_fake_balls(fake_balls.tile_hits(d2, fi, rj, True, inside, exact), rj)
     return counts.summary(k, need_recall)
@@ -667,8 +669,7 @@ def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtyp
             rj = slice(j, j + block_size)
             dist = _rounded_distances(
                 _squared_distance_tile(x_fake[fi], ff[fi], x_real[rj], rr[rj]))  # fake × real
-            counts.add_real_balls(_TileHits(dense=inside(dist, r_real[None, rj])), fi, rj,
-                                  dist.shape[0])
+            counts.add_real_balls(_TileHits(dense=inside(dist, r_real[None, rj])), fi, rj)
             if need_recall:
                 counts.add_fake_balls(_TileHits(dense=inside(dist, r_fake[fi, None])), rj)
     return counts.summary(k, need_recall)
