@@ -54,16 +54,21 @@ class Rows:
 
     def score(self, name: str, make: Callable[[], Generator], n: int, *, metrics: str = "fid",
               per_class: bool = False, record: Callable[[], dict] | None = None) -> dict:
-        """The row ``name`` (scored now unless its file exists): ``make()`` builds the
-        generator, ``record()`` says what it is (model digest, sampler, ...)."""
+        """The row ``name`` (scored now unless its file exists and records the same
+        ``record()``): ``make()`` builds the generator, ``record()`` says what it is (model
+        digest, sampler, ...), so a row of a model since retrained is scored again."""
         path = self.folder / f"{name}.json"
+        what = record() if record else {}
         if path.is_file():
-            return json.loads(path.read_text())
+            saved = json.loads(path.read_text())
+            if all(saved.get(k) == v for k, v in what.items()):
+                return saved
+            log(f"{name}: its row is of another model or sampler; scoring it again")
         generator = make()
         log(f"scoring {name}: {generator.describe()}, {n} vs {n}")
         result = self.evaluation(n, metrics, per_class).score(
             generator, num_images=n, desc=name).to_dict()
-        row = {"name": name, **(record() if record else {}), "num_images": n,
+        row = {"name": name, **what, "num_images": n,
                "reference": f"{self.reference} (first {n})", "metrics": result["metrics"],
                "per_class": result.get("per_class"), "seconds": result["seconds"]}
         path.write_text(json.dumps(row, indent=1))

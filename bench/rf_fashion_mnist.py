@@ -13,6 +13,9 @@ Stages (each resumes where it stopped; a finished one is skipped):
    A (uniform t, squared L2), C (+ U-shaped t, a = 4), D (+ pseudo-Huber, c = 0.00054·d).
    D is genbench's 2-RF++ here: rows E/F (LPIPS-Huber) need the VGG16 backbone, which these
    machines cannot download, so they are not run. Full preset: a conditional D as well.
+3b. The 2-RF++ of the figures: D trained on to ``rf2pp_steps`` (full preset: 2,000) from its
+   Table 1 run's last checkpoint, the model an uninterrupted run of that length gives (the
+   schedule is constant after the warm-up); the Table 1 rows stay at the equal budget.
 4. Figures: FID (tf protocol, real TF-FID Inception, samples = seeds 0..n-1, reference = the
    first n test images) against NFE for the 1-RF and the 2-RF++ (Euler 1, 2, 4, 8, 16 and the
    teacher's Heun budget); headline rows at 10,000 vs 10,000 with PRD and precision/recall;
@@ -52,7 +55,7 @@ REFERENCE = "fashion-mnist:test"
 class Preset:
     net: str
     rf_steps: int
-    rf2_steps: int
+    rf2_steps: int  # every Table 1 row (equal budget)
     batch_size: int
     num_pairs: int
     teacher: SamplerConfig
@@ -64,13 +67,20 @@ class Preset:
     straightness_n: int
     checkpoint_every: int = 200
     teacher_row: bool = True  # score the teacher's full budget too
+    rf2pp_steps: int | None = None  # the figures' 2-RF++ (D) trained on to this (None: rf2_steps)
+
+    @property
+    def rf2pp_stage(self) -> str:
+        """Run directory of the figures' 2-RF++: D's own when it is not trained on."""
+        longer = self.rf2pp_steps not in (None, self.rf2_steps)
+        return f"2rf-D-{self.rf2pp_steps}" if longer else "2rf-D"
 
 
 PRESETS = {
     "full": Preset(net="fmnist-xs", rf_steps=1600, rf2_steps=500, batch_size=128,
                    num_pairs=12000, teacher=SamplerConfig("heun", 11), sweep_n=2000,
                    headline_n=10000, nfes=(1, 2, 4, 8, 16), ablation=("A", "C", "D"),
-                   conditional=True, straightness_n=256),
+                   conditional=True, straightness_n=256, rf2pp_steps=2000),
     # batch 64: twice the updates of batch 128 for the same images seen (and time); at
     # 300 + 300 steps × 128 the 2-RF++ reached 0.54 of the 1-RF's 1-NFE FID, at 600 + 600 × 64
     # 0.46 (bench/results/rf_fashion_mnist_smoke)
@@ -158,16 +168,32 @@ def plot(results: dict, path: Path, heun_key: str | None = None) -> str | None:
     return str(path)
 
 
-SHIP = {"fmnist-1rf": ("1rf", "1-rectified flow, unconditional"),
-        "fmnist-1rf-cond": ("1rf-cond", "1-rectified flow, class-conditional"),
-        "fmnist-2rfpp": ("2rf-D", "2-rectified flow++ (config D), unconditional"),
-        "fmnist-2rfpp-cond": ("2rf-D-cond", "2-rectified flow++ (config D), class-conditional")}
-
-
 def ship_models(out: Path, preset_name: str) -> dict:
+    stages = {"fmnist-1rf": ("1rf", "1-rectified flow, unconditional"),
+              "fmnist-1rf-cond": ("1rf-cond", "1-rectified flow, class-conditional"),
+              "fmnist-2rfpp": (PRESETS[preset_name].rf2pp_stage,
+                               "2-rectified flow++ (config D), unconditional"),
+              "fmnist-2rfpp-cond": ("2rf-D-cond",
+                                    "2-rectified flow++ (config D), class-conditional")}
     return ship({name: (out / stage / "model.pt", what,
                         f"python bench/rf_fashion_mnist.py --preset {preset_name} --out DIR "
-                        f"--ship (stage {stage})") for name, (stage, what) in SHIP.items()})
+                        f"--ship (stage {stage})") for name, (stage, what) in stages.items()})
+
+
+def train_on(out: Path, source: str, stage: str, run: FlowRun, quiet: bool) -> Path:
+    """``run`` in ``out/stage``, started from the finished run directory ``out/source``'s
+    last checkpoint (its config, checkpoint and log are copied the first time)."""
+    import shutil
+
+    if not (out / stage).exists():
+        tmp = out / f"{stage}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name in ("config.json", "checkpoint.pt", "checkpoint.pt.sha256", "log.jsonl"):
+            if (out / source / name).is_file():
+                shutil.copy2(out / source / name, tmp / name)
+        tmp.rename(out / stage)
+    return train_stage(stage, run, out, quiet)
 
 
 def main() -> None:
@@ -220,6 +246,15 @@ def main() -> None:
             sampler=p.teacher, progress=not args.quiet))
         if args.stop_after != "pairs":
             student("D", suffix)
+    if args.stop_after not in ("train", "pairs") and p.rf2pp_stage != "2rf-D":
+        assert p.rf2pp_steps is not None
+        run = FlowRun(data=None, recipe=RECIPES["D"], train=engine(p.rf2pp_steps),
+                      pairs=(str(out / "pairs"),), init=str(teachers[""]),
+                      sampler=SamplerConfig("euler", 1))
+        students["2rfpp"] = timed(f"train {p.rf2pp_stage}", lambda: train_on(
+            out, "2rf-D", p.rf2pp_stage, run, args.quiet))
+    else:
+        students["2rfpp"] = students.get("D", out / "2rf-D")
     if args.stop_after in ("train", "pairs"):
         return
     for row in p.ablation:
@@ -239,8 +274,9 @@ def main() -> None:
     fid: dict[str, dict[str, float]] = {"1rf": {}, "2rfpp": {}}
 
     def student_row(row: str, k: int) -> dict:
-        # D is the 2-RF++: its Table 1 rows are the sweep's rows, scored once
-        name = f"2rfpp-nfe{k}" if row == "D" else f"2rf-{row}-nfe{k}"
+        # D trained no longer is the 2-RF++: its Table 1 rows are the sweep's, scored once
+        same = row == "D" and p.rf2pp_stage == "2rf-D"
+        name = f"2rfpp-nfe{k}" if same else f"2rf-{row}-nfe{k}"
         return timed("scoring", lambda: score_row(rows, f"{name}-{p.sweep_n}", students[row],
                                                   SamplerConfig("euler", k), p.sweep_n))
 
@@ -251,7 +287,7 @@ def main() -> None:
                                   for k in (1, 2)}
         results["table1"][row]["recipe"] = RECIPES[row].to_dict()
     for key, sampler in samplers.items():
-        for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["D"])):
+        for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["2rfpp"])):
             row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: score_row(
                 rows, f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
             fid[name][key] = row["metrics"]["fid"]["value"]
@@ -282,8 +318,8 @@ def main() -> None:
         headline = {}
         for name, model_dir, sampler in (
                 ("1rf", teachers[""], p.teacher),
-                ("2rfpp-1nfe", students["D"], SamplerConfig("euler", 1)),
-                ("2rfpp-2nfe", students["D"], SamplerConfig("euler", 2))):
+                ("2rfpp-1nfe", students["2rfpp"], SamplerConfig("euler", 1)),
+                ("2rfpp-2nfe", students["2rfpp"], SamplerConfig("euler", 2))):
             r = timed("scoring", lambda n=name, d=model_dir, s=sampler: score_row(
                 rows, f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
             headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
@@ -291,7 +327,7 @@ def main() -> None:
     results["straightness"] = {
         "1rf": timed("straightness", lambda: measure_straightness(teachers[""],
                                                                  p.straightness_n)),
-        "2rfpp": timed("straightness", lambda: measure_straightness(students["D"],
+        "2rfpp": timed("straightness", lambda: measure_straightness(students["2rfpp"],
                                                                    p.straightness_n)),
         "noises": p.straightness_n, "steps": 64}
     summaries = {d.name: json.loads((d / "summary.json").read_text())
@@ -300,7 +336,7 @@ def main() -> None:
         "forward_passes": {
             "pairs": pair_meta[""]["forward_passes"],
             "training_1rf": summaries["1rf"]["training_forward_passes"],
-            "training_2rfpp": summaries["2rf-D"]["training_forward_passes"],
+            "training_2rfpp": summaries[p.rf2pp_stage]["training_forward_passes"],
             "note": "as the paper's Table 6: pair generation (pairs × teacher NFE) plus "
                     "training (steps × batch); the 1-RF's own training is the teacher's cost"},
         "seconds": {name: s["seconds"] for name, s in summaries.items()},
@@ -310,7 +346,7 @@ def main() -> None:
     }
     results["throughput"] = {
         "training_images_per_second": {n: s["images_per_second"] for n, s in summaries.items()},
-        "sampling_1nfe_images_per_second": round(sampling_speed(students["D"]), 1),
+        "sampling_1nfe_images_per_second": round(sampling_speed(students["2rfpp"]), 1),
         "threads": torch.get_num_threads(), "device": "cpu"}
     results["criteria"] = {
         "2rfpp_1nfe_over_1rf_1nfe": fid["2rfpp"]["1"] / fid["1rf"]["1"],

@@ -248,7 +248,19 @@ def test_training_is_deterministic_and_resumes_bit_identically(tmp_path, monkeyp
         assert torch.equal(v, _weights(resumed)[k]), k
     # a run directory of other settings is refused, and a foreign folder too
     with pytest.raises(GenbenchError, match="another training"):
-        train_flow(one_rf_run(steps=13), resumed, quiet=True)
+        train_flow(one_rf_run(conditional=True), resumed, quiet=True)
+    # asked for more steps, a finished run goes on from its last checkpoint and ends where an
+    # uninterrupted run of the new length does (the schedule is constant after the warm-up)
+    extended = tmp_path / "extended"
+    assert train_flow(one_rf_run(steps=8), extended, quiet=True)["steps"] == 8
+    before = _weights(extended)
+    assert not all(torch.equal(v, before[k]) for k, v in _weights(whole).items())
+    assert train_flow(one_rf_run(), extended, quiet=True)["steps"] == 12
+    for k, v in _weights(whole).items():
+        assert torch.equal(v, _weights(extended)[k]), k
+    assert json.loads((extended / "config.json").read_text())["train"]["total_steps"] == 12
+    with pytest.raises(GenbenchError, match="cannot be shortened to 8"):
+        train_flow(one_rf_run(steps=8), extended, quiet=True)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "x.txt").write_text("x")
     with pytest.raises(GenbenchError, match="not a training run directory"):

@@ -5,6 +5,12 @@ first run and checks it on every later one; a folder of another training, or a f
 is not a run directory, is one line naming it. ``write_json`` writes a run file atomically
 on process 0. Everything else in a run directory (checkpoint, logs, the trained model,
 ``summary.json``) is the training's; ``run_timing`` is the timing its summary records.
+
+A training whose schedule does not depend on its length (a constant learning rate after a
+warm-up, as the rectified flows') may be *extended*: asked again with a longer
+``train.total_steps`` / ``total_images`` and nothing else changed (``extendable=True``), it
+continues from its last checkpoint, and the engine's bit-for-bit resume makes the result the
+model an uninterrupted run of the new length would have given. A shorter length is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     from genbench.training.engine import TrainResult
 
 CONFIG_NAME = "config.json"
+LENGTH_KEYS = ("total_steps", "total_images")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -30,13 +37,37 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
             tmp.write_text(json.dumps(data, indent=1))
 
 
-def check_run_dir(out: str | Path, wanted: dict[str, Any]) -> None:
+def _steps(train: dict[str, Any]) -> int:
+    if train.get("total_steps") is not None:
+        return int(train["total_steps"])
+    return -(-int(train["total_images"]) // int(train["batch_size"]))
+
+
+def _length_only(have: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether two run configs differ in the training length alone."""
+    def strip(config: dict[str, Any]) -> dict[str, Any]:
+        train = {k: v for k, v in config["train"].items() if k not in LENGTH_KEYS}
+        return {**config, "train": train}
+    return isinstance(have.get("train"), dict) and isinstance(wanted.get("train"), dict) \
+        and strip(have) == strip(wanted)
+
+
+def check_run_dir(out: str | Path, wanted: dict[str, Any], *,
+                  extendable: bool = False) -> None:
     """One line unless ``out`` is free or a run directory of the training ``wanted``
-    describes (check before loading anything, create with ``open_run_dir`` after)."""
+    describes (check before loading anything, create with ``open_run_dir`` after); with
+    ``extendable`` also a run of the same training asked to go on longer."""
     out = Path(out)
     config_path = out / CONFIG_NAME
     if config_path.is_file():
         have = json.loads(config_path.read_text())
+        if have != wanted and extendable and _length_only(have, wanted):
+            before, after = _steps(have["train"]), _steps(wanted["train"])
+            if after < before:
+                raise GenbenchError(f"{out}: a run directory of this training for {before} "
+                                    f"steps; it cannot be shortened to {after} (use another "
+                                    "--out)")
+            return
         if have != wanted:
             diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
             raise GenbenchError(f"{out}: a run directory of another training (differs in "
@@ -46,11 +77,11 @@ def check_run_dir(out: str | Path, wanted: dict[str, Any]) -> None:
                             "--out")
 
 
-def open_run_dir(out: str | Path, wanted: dict[str, Any]) -> Path:
+def open_run_dir(out: str | Path, wanted: dict[str, Any], *, extendable: bool = False) -> Path:
     """The run directory ``out`` for the training ``wanted`` describes: created with its
-    ``config.json``, or checked against it."""
+    ``config.json``, or checked against it (and the new length recorded when extended)."""
     out = Path(out)
-    check_run_dir(out, wanted)
+    check_run_dir(out, wanted, extendable=extendable)
     if distributed.current().is_main:
         out.mkdir(parents=True, exist_ok=True)
     distributed.barrier()

@@ -338,7 +338,8 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
 
     out = Path(out)
     wanted = run.to_dict()
-    check_run_dir(out, wanted)
+    # the schedule is the recipe's warm-up then constant: a run may be extended
+    check_run_dir(out, wanted, extendable=True)
     init = None
     if run.pairs:
         if run.init is None:
@@ -372,7 +373,7 @@ def train_flow(run: FlowRun, out: str | Path, *, quiet: bool = False,
     spec = FlowSpec(net, size, run.kind, default_sampler)
     task = FlowTask(data, spec, run.recipe, init=init, lpips=lpips)
 
-    open_run_dir(out, wanted)
+    open_run_dir(out, wanted, extendable=True)
     callbacks: list[Callback] = []
     progress = ProgressEvery(run.progress_every, run.train.batch_size, log=out / "log.jsonl",
                              quiet=quiet, label=f"train {run.kind}")
