@@ -68,7 +68,9 @@ def _train_rf_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net", default="fmnist-xs", choices=sorted(UNET_CONFIGS),
                         help="U-Net configuration (a 2-RF takes its teacher's)")
     length = parser.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int, default=None)
+    length.add_argument("--steps", type=int, default=None,
+                        help="training length in optimizer steps (more than a finished run "
+                             "directory's: it trains on from its last checkpoint)")
     length.add_argument("--images", type=int, default=None,
                         help="training length in images seen")
     parser.add_argument("--batch-size", type=int, default=128)
