@@ -85,11 +85,17 @@ def run_genbench(folder: Path, batch_size: int, compile_flag: bool, cache: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="pytorch-fid's batch (its CLI default) and the compiled rows'")
     parser.add_argument("--workers", type=int, default=min(len(os.sched_getaffinity(0)), 8),
                         help="pytorch-fid DataLoader workers (its CLI default: min(cpus, 8))")
+    parser.add_argument("--genbench-batches", default="50",
+                        help="genbench's eager rows, one per batch size (comma-separated)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the torch.compile rows (cold and warm compiler cache)")
     parser.add_argument("--json")
     args = parser.parse_args()
+    batches = [int(b) for b in args.genbench_batches.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -100,17 +106,21 @@ def main() -> None:
 
         ref, t_ref = run_pytorch_fid(files, args.batch_size, args.workers)
         results = {"pytorch-fid": {"seconds": t_ref, "images_per_s": args.images / t_ref}}
-        for label, flag in (("genbench eager (BN folded, channels-last)", False),
-                            ("genbench compiled, cold compiler cache", True),
-                            ("genbench compiled, warm compiler cache", True)):
-            feats, seconds = run_genbench(tmp / "images", args.batch_size, flag,
+        rows = [(f"genbench eager (BN folded, channels-last), batch {b}", b, False)
+                for b in batches]
+        if args.compile:
+            rows += [(f"genbench compiled, {state} compiler cache, batch {args.batch_size}",
+                      args.batch_size, True) for state in ("cold", "warm")]
+        for label, batch, flag in rows:
+            feats, seconds = run_genbench(tmp / "images", batch, flag,
                                           tmp / f"cache-{len(results)}")
             rel = float(np.abs(feats - ref).max() / np.abs(ref).max())
             results[label] = {"seconds": seconds, "images_per_s": args.images / seconds,
                               "speedup_vs_pytorch_fid": t_ref / seconds,
                               "feature_max_rel_diff": rel}
             print(label, json.dumps(results[label]), flush=True)
-    record = {"images": args.images, "batch_size": args.batch_size,
+    record = {"images": args.images, "pytorch_fid_batch_size": args.batch_size,
+              "load_average_after": os.getloadavg(),
               "pytorch_fid_workers": args.workers, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "cpu": platform.processor() or "unknown",
               "results": results}

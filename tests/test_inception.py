@@ -114,3 +114,17 @@ def test_bad_auto_discovered_file_is_skipped_with_a_warning(tmp_path, monkeypatc
     with pytest.raises(GenbenchError, match=r"no TF-FID Inception weights found.*skipped"), \
             pytest.warns(UserWarning):
         iw.load_inception_weights()
+
+
+def test_cpu_slices_give_the_features_of_the_whole_batch(weights, reference_net):
+    from genbench.extractors import CPU_SLICE, InceptionExtractor
+
+    extractor = InceptionExtractor(compile=False)
+    x = torch.rand(CPU_SLICE + 3, 3, 299, 299, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    sliced = extractor(x)  # two slices: 8 and 3
+    with torch.no_grad():
+        whole = extractor.net(x.contiguous(memory_format=torch.channels_last))
+        ref = reference_net(x)
+    assert sliced.shape == (CPU_SLICE + 3, 2048)
+    assert (sliced - whole).abs().max() / whole.abs().max() < 1e-6
+    assert (sliced - ref).abs().max() / ref.abs().max() < 1e-5
