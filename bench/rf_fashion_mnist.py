@@ -286,12 +286,29 @@ def main() -> None:
         results["table1"][row] = {str(k): student_row(row, k)["metrics"]["fid"]["value"]
                                   for k in (1, 2)}
         results["table1"][row]["recipe"] = RECIPES[row].to_dict()
-    for key, sampler in samplers.items():
+
+    def sweep_row(key: str) -> None:
         for name, model_dir in (("1rf", teachers[""]), ("2rfpp", students["2rfpp"])):
-            row = timed("scoring", lambda n=name, d=model_dir, k=key, s=sampler: score_row(
-                rows, f"{n}-nfe{k}-{p.sweep_n}", d, s, p.sweep_n))
+            row = timed("scoring", lambda n=name, d=model_dir: score_row(
+                rows, f"{n}-nfe{key}-{p.sweep_n}", d, samplers[key], p.sweep_n))
             fid[name][key] = row["metrics"]["fid"]["value"]
-    results["fid"] = fid
+
+    # the decisive rows first (1 NFE at 2,000, then the 10,000-sample headline), the rest after
+    for key in [k for k in samplers if k == "1"]:
+        sweep_row(key)
+    if p.headline_n:
+        headline = {}
+        for name, model_dir, sampler in (
+                ("1rf", teachers[""], p.teacher),
+                ("2rfpp-1nfe", students["2rfpp"], SamplerConfig("euler", 1)),
+                ("2rfpp-2nfe", students["2rfpp"], SamplerConfig("euler", 2))):
+            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: score_row(
+                rows, f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
+            headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
+        results["headline"] = {"num_images": p.headline_n, "rows": headline}
+    for key in [k for k in samplers if k != "1"]:
+        sweep_row(key)
+    results["fid"] = {name: {k: by_nfe[k] for k in samplers} for name, by_nfe in fid.items()}
     if p.conditional:
         cas_path = out / "rows" / "cas.json"
         if not cas_path.is_file():
@@ -314,16 +331,6 @@ def main() -> None:
             "cas": {"top1": cas["cas"]["top1"], "top5": cas["cas"]["top5"],
                     "real_top1": cas["real_baseline"]["top1"], "gap": cas["gap"],
                     "per_class": cas["per_class"], "worst_classes": cas.get("worst_classes")}}
-    if p.headline_n:
-        headline = {}
-        for name, model_dir, sampler in (
-                ("1rf", teachers[""], p.teacher),
-                ("2rfpp-1nfe", students["2rfpp"], SamplerConfig("euler", 1)),
-                ("2rfpp-2nfe", students["2rfpp"], SamplerConfig("euler", 2))):
-            r = timed("scoring", lambda n=name, d=model_dir, s=sampler: score_row(
-                rows, f"{n}-{p.headline_n}", d, s, p.headline_n, metrics="fid,prd,pr"))
-            headline[name] = {"sampler": sampler.to_dict(), "metrics": r["metrics"]}
-        results["headline"] = {"num_images": p.headline_n, "rows": headline}
     results["straightness"] = {
         "1rf": timed("straightness", lambda: measure_straightness(teachers[""],
                                                                  p.straightness_n)),
