@@ -224,10 +224,13 @@ def main() -> None:
     pair_meta: dict[str, dict] = {}
     students: dict[str, Path] = {}
 
+    def student_run(row: str, suffix: str, steps: int) -> FlowRun:
+        return FlowRun(data=None, recipe=RECIPES[row], train=engine(steps),
+                       pairs=(str(out / f"pairs{suffix}"),), init=str(teachers[suffix]),
+                       sampler=SamplerConfig("euler", 1))
+
     def student(row: str, suffix: str) -> None:
-        run = FlowRun(data=None, recipe=RECIPES[row], train=engine(p.rf2_steps),
-                      pairs=(str(out / f"pairs{suffix}"),), init=str(teachers[suffix]),
-                      sampler=SamplerConfig("euler", 1))
+        run = student_run(row, suffix, p.rf2_steps)
         students[row + suffix] = timed(f"train 2rf-{row}{suffix}", lambda: train_stage(
             f"2rf-{row}{suffix}", run, out, args.quiet))
 
@@ -246,17 +249,14 @@ def main() -> None:
             sampler=p.teacher, progress=not args.quiet))
         if args.stop_after != "pairs":
             student("D", suffix)
-    if args.stop_after not in ("train", "pairs") and p.rf2pp_stage != "2rf-D":
-        assert p.rf2pp_steps is not None
-        run = FlowRun(data=None, recipe=RECIPES["D"], train=engine(p.rf2pp_steps),
-                      pairs=(str(out / "pairs"),), init=str(teachers[""]),
-                      sampler=SamplerConfig("euler", 1))
-        students["2rfpp"] = timed(f"train {p.rf2pp_stage}", lambda: train_on(
-            out, "2rf-D", p.rf2pp_stage, run, args.quiet))
-    else:
-        students["2rfpp"] = students.get("D", out / "2rf-D")
     if args.stop_after in ("train", "pairs"):
         return
+    students["2rfpp"] = students["D"]
+    if p.rf2pp_stage != "2rf-D":
+        assert p.rf2pp_steps is not None
+        run = student_run("D", "", p.rf2pp_steps)
+        students["2rfpp"] = timed(f"train {p.rf2pp_stage}", lambda: train_on(
+            out, "2rf-D", p.rf2pp_stage, run, args.quiet))
     for row in p.ablation:
         if row != "D":
             student(row, "")
@@ -294,8 +294,8 @@ def main() -> None:
             fid[name][key] = row["metrics"]["fid"]["value"]
 
     # the decisive rows first (1 NFE at 2,000, then the 10,000-sample headline), the rest after
-    for key in [k for k in samplers if k == "1"]:
-        sweep_row(key)
+    if "1" in samplers:
+        sweep_row("1")
     if p.headline_n:
         headline = {}
         for name, model_dir, sampler in (
