@@ -39,10 +39,29 @@ class Rows:
     """Scored rows against ``reference`` (its first n images), one JSON each under
     DIR/rows: samples are seeds 0..n-1 of a generator."""
 
-    def __init__(self, out: Path, reference: str, quiet: bool) -> None:
+    def __init__(self, out: Path, reference: str, quiet: bool,
+                 borrow: tuple[Path, ...] = ()) -> None:
         self.folder, self.reference, self.quiet = out / "rows", reference, quiet
         self.folder.mkdir(parents=True, exist_ok=True)
         self.evaluations: dict[tuple[int, str, bool], Evaluation] = {}
+        self.borrow = borrow  # other benchmarks' rows folders, read for identical rows
+
+    def borrowed(self, what: dict, n: int, metrics: str, per_class: bool) -> dict | None:
+        """A row of another benchmark (``self.borrow``) that scored the same model digest
+        and sampler (``what``) with the same n, reference and metrics: the same number, as
+        every row is a deterministic function of these (samples are seeds 0..n-1)."""
+        if "model_sha256" not in what:
+            return None
+        wanted = set(metrics.split(","))
+        for folder in self.borrow:
+            for path in sorted(folder.glob("*.json")):
+                row = json.loads(path.read_text())
+                if (row.get("num_images") == n and bool(row.get("per_class")) == per_class
+                        and row.get("reference") == f"{self.reference} (first {n})"
+                        and all(row.get(k) == v for k, v in what.items())
+                        and wanted <= set(row.get("metrics", {}))):
+                    return {**row, "borrowed_from": str(path)}
+        return None
 
     def evaluation(self, n: int, metrics: str, per_class: bool = False) -> Evaluation:
         key = (n, metrics, per_class)
@@ -64,6 +83,12 @@ class Rows:
             if all(saved.get(k) == v for k, v in what.items()):
                 return saved
             log(f"{name}: its row is of another model or sampler; scoring it again")
+        borrowed = self.borrowed(what, n, metrics, per_class)
+        if borrowed is not None:
+            log(f"{name}: the same row is {borrowed['borrowed_from']}; reusing it")
+            row = {**borrowed, "name": name}
+            path.write_text(json.dumps(row, indent=1))
+            return row
         generator = make()
         log(f"scoring {name}: {generator.describe()}, {n} vs {n}")
         result = self.evaluation(n, metrics, per_class).score(

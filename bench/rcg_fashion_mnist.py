@@ -90,6 +90,7 @@ class Preset:
     rep_n: int = 10000
     probe_n: int | None = None      # linear probe on the first n training images (None: all)
     checkpoint_every: int = 200
+    borrow_rows: tuple[Path, ...] = ()  # other benches' rows of the same models (reused)
     encoder_optim: OptimConfig = field(default_factory=lambda: OptimConfig(1e-3, 1e-4,
                                                                            warmup=100))
 
@@ -101,7 +102,9 @@ PRESETS = {
                                                        DDIMConfig(250, 1.0)),
                    guidances=(0.0, 1.0, 3.0), sweep_n=2000, headline_n=10000,
                    num_pairs=12000, rf2_steps=500, rdm_depths=(3, 12),
-                   ddim_steps=(20, 50, 100, 250)),
+                   ddim_steps=(20, 50, 100, 250),
+                   borrow_rows=(Path(__file__).parent / "results" / "rf_fashion_mnist_full"
+                                / "rows",)),
     "smoke": Preset(encoder="fmnist-s", encoder_steps=120, encoder_batch=128, rdm="fmnist",
                     rdm_steps=600, rdm_batch=256, net="fmnist-tiny", pixel_steps=200,
                     pixel_batch=128, sampler=RCGSampler(SamplerConfig("heun", 7),
@@ -182,7 +185,7 @@ def main() -> None:
             timed("train baseline", lambda: train_flow(run, out / "uncond", quiet=args.quiet))
         uncond, cond = open_checkpoint(out / "uncond"), None
 
-    few = None
+    few, pair_meta = None, None
     if p.num_pairs:
         pair_sampler = p.sampler.with_options(guidance=p.pair_guidance)
         log(f"reflow pairs: {p.num_pairs} with {pair_sampler.describe()}")
@@ -201,10 +204,18 @@ def main() -> None:
     if args.ship:
         ship_sets(out, args.preset)
 
-    rows = Rows(out, REFERENCE, args.quiet)
+    rows = Rows(out, REFERENCE, args.quiet, borrow=p.borrow_rows)
     results: dict = {"preset": args.preset, "reference": REFERENCE, "protocol": "tf",
                      "pixel_budget": {"steps": p.pixel_steps, "batch": p.pixel_batch,
-                                      "net": p.net}}
+                                      "net": p.net}, "complete": False}
+
+    def write(**parts) -> None:
+        """results.json after every phase, so an interrupted run keeps what it measured."""
+        results.update(parts)
+        results["costs"] = costs(root, timed, pair_meta)
+        results["wall_seconds_this_invocation"] = round(time.perf_counter() - wall, 1)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        log(f"wrote {out / 'results.json'}" + ("" if results["complete"] else " (so far)"))
 
     def score(name, make, record, n=p.sweep_n):
         return timed("scoring", lambda: rows.score(f"{name}-{n}", make, n, metrics=METRICS,
@@ -220,6 +231,7 @@ def main() -> None:
                      lambda: {"model_sha256": model.sha256, "sampler": sampler.to_dict(),
                               "reps": "oracle (training images)" if reps else "RDM"}, n)
 
+    # 1. the table at equal pixel budget (sweep_n vs sweep_n): decides the criteria
     table: dict[str, dict] = {"unconditional": flow_row("uncond", uncond)}
     for tau in p.guidances:
         table[f"rcg-tau{tau:g}"] = rcg_row(f"rcg-tau{tau:g}", rcg,
@@ -234,18 +246,15 @@ def main() -> None:
         for k in (1, 2):
             table[f"rcg-2rfpp-nfe{k}"] = rcg_row(f"rcg-2rfpp-nfe{k}", few,
                                                  few.sampler.with_options(nfe=k))
-    results["table"] = {k: _summary_row(v) for k, v in table.items()}
     fid = {k: v["metrics"]["fid"]["value"] for k, v in table.items()}
     best = min((k for k in fid if k.startswith("rcg-tau")), key=fid.get)
-    criteria = {"best_rcg": best, "rcg_beats_unconditional": fid[best] < fid["unconditional"],
-                "tau_selected_on": f"the {p.sweep_n}-sample rows (the headline rows share "
-                                   "their seeds and reference images)"}
-    if "class-conditional" in fid:
-        gap = fid["unconditional"] - fid["class-conditional"]
-        criteria["gap_closed"] = (fid["unconditional"] - fid[best]) / gap if gap > 0 else None
-        criteria["closes_half_the_gap"] = bool(criteria["gap_closed"]
-                                               and criteria["gap_closed"] >= 0.5)
-        criteria["beats_class_conditional"] = fid[best] < fid["class-conditional"]
+    write(table={k: _summary_row(v) for k, v in table.items()}, criteria=criteria_of(fid, best, p))
+
+    # 2. the representations: linear probe, rep-FD, RDM ablation
+    write(representations=timed("representations", lambda: representation_figures(
+        p, root, rcg, train_reps, args.quiet)))
+
+    # 3. the headline rows (headline_n vs headline_n)
     if p.headline_n:
         best_tau = float(best.removeprefix("rcg-tau"))
         headline = {"unconditional": flow_row("uncond", uncond, p.headline_n),
@@ -257,25 +266,40 @@ def main() -> None:
             headline["rcg-2rfpp-nfe1"] = rcg_row("rcg-2rfpp-nfe1", few,
                                                  few.sampler.with_options(nfe=1),
                                                  n=p.headline_n)
-        results["headline"] = {"num_images": p.headline_n,
-                               "rows": {k: _summary_row(v) for k, v in headline.items()}}
+        hfid = {k: v["metrics"]["fid"]["value"] for k, v in headline.items()}
+        write(headline={"num_images": p.headline_n,
+                        "rows": {k: _summary_row(v) for k, v in headline.items()},
+                        "criteria": criteria_of(hfid, best, p)})
+    write(complete=True)
+    print(json.dumps({"fid": fid, "criteria": results["criteria"]}, indent=1))
 
-    results["representations"] = timed("representations", lambda: representation_figures(
-        p, root, rcg, train_reps, args.quiet))
-    results["criteria"] = criteria
+
+def criteria_of(fid: dict[str, float], best: str, p: Preset) -> dict:
+    """Does the best RCG row beat the unconditional one, and how much of the unconditional →
+    class-conditional gap does it close?"""
+    criteria = {"best_rcg": best, "rcg_beats_unconditional": fid[best] < fid["unconditional"],
+                "tau_selected_on": f"the {p.sweep_n}-sample rows (the headline rows share "
+                                   "their seeds and reference images)"}
+    if "class-conditional" in fid:
+        gap = fid["unconditional"] - fid["class-conditional"]
+        criteria["gap_closed"] = (fid["unconditional"] - fid[best]) / gap if gap > 0 else None
+        criteria["closes_half_the_gap"] = bool(criteria["gap_closed"]
+                                               and criteria["gap_closed"] >= 0.5)
+        criteria["beats_class_conditional"] = fid[best] < fid["class-conditional"]
+    return criteria
+
+
+def costs(root: Path, timed: Timings, pair_meta: dict | None) -> dict:
+    """Each stage's training seconds, images/s and size, and this invocation's seconds."""
     summaries = {d: json.loads((root / d / "summary.json").read_text())
                  for d in ("encoder", "rdm", "pixel")}
-    results["costs"] = {"seconds": {k: v["seconds"] for k, v in summaries.items()},
-                        "images_per_second": {k: v["images_per_second"]
-                                              for k, v in summaries.items()},
-                        "params": {k: v["num_params"] for k, v in summaries.items()},
-                        "this_invocation_seconds": timed.rounded()}
-    if p.num_pairs:
-        results["costs"]["pair_forward_passes"] = pair_meta["forward_passes"]
-    results["wall_seconds_this_invocation"] = round(time.perf_counter() - wall, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    log(f"wrote {out / 'results.json'}")
-    print(json.dumps({"fid": fid, "criteria": criteria}, indent=1))
+    out = {"seconds": {k: v["seconds"] for k, v in summaries.items()},
+           "images_per_second": {k: v["images_per_second"] for k, v in summaries.items()},
+           "params": {k: v["num_params"] for k, v in summaries.items()},
+           "this_invocation_seconds": timed.rounded()}
+    if pair_meta is not None:
+        out["pair_forward_passes"] = pair_meta["forward_passes"]
+    return out
 
 
 def _summary_row(row: dict) -> dict:
