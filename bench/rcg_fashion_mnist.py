@@ -188,10 +188,17 @@ def main() -> None:
     few, pair_meta = None, None
     if p.num_pairs:
         pair_sampler = p.sampler.with_options(guidance=p.pair_guidance)
-        log(f"reflow pairs: {p.num_pairs} with {pair_sampler.describe()}")
-        pair_meta = timed("pairs", lambda: generate_pairs(
-            rcg, out / "pairs", num_pairs=p.num_pairs, sampler=pair_sampler,
-            progress=not args.quiet))
+        # the pairs (tens of MB, not kept in git) are needed only until the student is done:
+        # their meta is kept beside them so a resumed run on another machine skips them
+        kept = out / "pair_meta.json"
+        if (out / "rcg-2rfpp" / "rcg.pt").is_file() and kept.is_file():
+            pair_meta = json.loads(kept.read_text())
+        else:
+            log(f"reflow pairs: {p.num_pairs} with {pair_sampler.describe()}")
+            pair_meta = timed("pairs", lambda: generate_pairs(
+                rcg, out / "pairs", num_pairs=p.num_pairs, sampler=pair_sampler,
+                progress=not args.quiet))
+            kept.write_text(json.dumps(pair_meta, indent=1))
         student = PixelStage(engine(p.rf2_steps, p.pixel_batch, 0.999, every), p.net,
                              recipe=RECIPES["D"], pairs=(str(out / "pairs"),),
                              init=str(root / "rcg.pt"),
