@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -373,7 +374,7 @@ def _ablation_rdm(p, root, folder, config, train_reps, n, quiet) -> dict:
     for part in ("encoder", "reps"):  # the same encoder and representations
         link = twin / part
         if not link.exists():
-            link.symlink_to((root / part).resolve(), target_is_directory=True)
+            link.symlink_to(os.path.relpath(root / part, twin), target_is_directory=True)
     stage = RDMStage(engine(p.rdm_steps, p.rdm_batch, 0.999, p.checkpoint_every * 10), name)
     if not finished(twin / "rdm", p.rdm_steps):
         log(f"training the ablation RDM {name} ({p.rdm_steps} steps)")
