@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from genbench.extractors import EXTRACTORS, FeatureExtractor, InceptionExtractor
 from genbench.features import FeatureRun, extract_statistics
 from genbench.metrics.fid import FewSamplesWarning
 from genbench.protocols import Protocol, get_protocol
+from genbench.references import recorded_protocol
 from genbench.resolve import InputLike, ResolvedInput, ResolveOptions, resolve_input
 from genbench.stats import FeatureStatistics, StreamingMoments
 
@@ -340,6 +341,10 @@ class Evaluation:
         self.explicit_metrics = metrics is not None and metrics != ""
         self.need_features = per_class or any(METRICS[n].needs_features
                                               for n in self.names)
+        config = config or ExtractionConfig()
+        recorded = recorded_protocol(reference)
+        if config.protocol is None and recorded is not None:  # ref:NAME says how it was made
+            config = replace(config, protocol=recorded)
         self.pipeline = Pipeline(config)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
         self._reference_desc = desc  # the reference's progress-bar label

@@ -274,3 +274,35 @@ def _checkpoint(rest: str, options: ResolveOptions) -> ResolvedInput:
 
 
 register_scheme("ckpt", _checkpoint)
+
+
+def _reference(rest: str, options: ResolveOptions) -> ResolvedInput:
+    """``ref:NAME``: published reference statistics (``genbench references`` lists them),
+    downloaded once and checked, carrying the protocol they were made with; an ADM reference
+    batch keeps its ``arr_0`` images for the feature metrics."""
+    from genbench.extractors import EXTRACTORS
+    from genbench.references import REFERENCES, fetch, load_reference
+
+    reference = REFERENCES.lookup(rest, hint=" (genbench references lists them)")
+    if reference.extractor not in EXTRACTORS:
+        raise GenbenchError(f"ref:{rest}: statistics of the {reference.extractor} network, "
+                            "which this genbench does not have as an extractor; FD in its "
+                            "space cannot be computed here")
+    path = fetch(reference)
+    stats = load_reference(reference, path)
+    notes = [*stats.extra.get("notes", []),
+             f"ref:{rest}: {reference.publisher}; {reference.extractor} features, protocol "
+             f"{reference.protocol!r}, {stats.num_samples or 'an unpublished number of'} "
+             f"images ({path})"]
+    stats.extra["notes"] = notes
+    if reference.kind == "adm":
+        resolved = _npz(path, options)
+        if resolved.kind != "adm-batch":
+            raise GenbenchError(f"{path}: ref:{rest} should be an ADM reference batch "
+                                "(arr_0 and mu/sigma); delete it and download it again")
+        resolved.label, resolved.statistics, resolved.notes = stats.label, stats, notes
+        return resolved
+    return _statistics(stats, options, stats.label)
+
+
+register_scheme("ref", _reference)

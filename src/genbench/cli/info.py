@@ -1,4 +1,4 @@
-"""Commands that describe: ``weights`` and ``protocols``."""
+"""Commands that describe: ``weights``, ``protocols`` and ``references``."""
 
 from __future__ import annotations
 
@@ -47,3 +47,29 @@ register_command("weights", "show (or download) the Inception weights in use",
                  _weights_arguments, _weights)
 register_command("protocols", "list the preprocessing protocols", lambda parser: None,
                  _protocols)
+
+
+def _references_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="every entry in full, as JSON")
+
+
+def _references(args: argparse.Namespace) -> dict:
+    from genbench.fileio import digest_path
+    from genbench.references import REFERENCES, reference_path
+
+    rows = []
+    for ref in REFERENCES.values():
+        path = reference_path(ref)
+        recorded = digest_path(path)
+        state = (f"cached, sha256 {recorded.read_text().strip()}" if path.is_file()
+                 and recorded.is_file() else "not downloaded")
+        rows.append({**ref.to_dict(), "cached": state})
+    if args.json:
+        return {"references": rows}
+    return {"text": "\n".join(
+        f"{r['name']:34s} {r['protocol']:11s} {r['extractor']:13s} "
+        f"N={r['num_images'] or '?':<8} {r['publisher']}; {r['cached']}" for r in rows)}
+
+
+register_command("references", "list the published reference statistics usable as ref:NAME",
+                 _references_arguments, _references)
