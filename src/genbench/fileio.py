@@ -145,3 +145,43 @@ def download(url: str, dest: Path, *, sha256_prefix: str | None = None,
     except OSError as exc:  # URLError is an OSError
         raise GenbenchError(f"could not download {url}: {exc}") from exc
     return dest
+
+
+def fetch_once(url: str, path: Path, *, sha256: str | None = None, what: str = "",
+               download_missing: bool = True, progress: bool = True) -> Path:
+    """``url``'s file kept at ``path``: downloaded when missing (``download_missing``), then
+    checked on every call, against ``sha256`` where the publisher gives one, else against the
+    sha256 recorded beside it at the first download. A file put at ``path`` by hand (without
+    the internet) is taken and its digest recorded; a cached file that no longer matches its
+    digest is set aside (with a warning) and fetched again. ``what`` names the file in
+    errors."""
+    what = what or path.name
+    if path.is_file() and digest_path(path).is_file() and verified(path):
+        _check_published(what, path, digest_path(path).read_text().strip(), sha256)
+        return path
+    if path.is_file() and not digest_path(path).is_file():
+        digest = file_digest(path)
+        _check_published(what, path, digest, sha256)
+        write_digest(path, digest)
+        return path
+    if not download_missing:
+        raise GenbenchError(f"{what} is not cached; download {url} to {path}")
+    try:
+        download(url, path, progress=progress)
+    except GenbenchError as exc:
+        raise GenbenchError(f"{what}: {exc}; without the internet, download it elsewhere and "
+                            f"put it at {path}") from None
+    digest = file_digest(path)
+    try:
+        _check_published(what, path, digest, sha256)
+    except GenbenchError:
+        path.unlink()
+        raise
+    write_digest(path, digest)
+    return path
+
+
+def _check_published(what: str, path: Path, digest: str, sha256: str | None) -> None:
+    if sha256 is not None and digest != sha256:
+        raise GenbenchError(f"{path}: sha256 {digest} is not the published {sha256} of "
+                            f"{what}; delete it and download it again")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from genbench.errors import GenbenchError
-from genbench.fileio import cache_dir, digest_path, download, file_digest, verified, write_digest
+from genbench.fileio import cache_dir, fetch_once
 from genbench.registry import Registry
 from genbench.stats import FeatureStatistics, load_statistics, validate_statistics
 
@@ -153,37 +153,9 @@ def fetch(reference: Reference, *, download_missing: bool = True,
           progress: bool = True) -> Path:
     """The reference's file in the cache, downloaded when missing (``download_missing``) and
     checked (see the module docstring); a GenbenchError naming the file otherwise."""
-    path = reference_path(reference)
-    if path.is_file() and digest_path(path).is_file() and verified(path):
-        _check_published(reference, path, digest_path(path).read_text().strip())
-        return path
-    if path.is_file() and not digest_path(path).is_file():  # put there by hand (offline)
-        digest = file_digest(path)
-        _check_published(reference, path, digest)
-        write_digest(path, digest)
-        return path
-    if not download_missing:
-        raise GenbenchError(f"ref:{reference.name} is not cached; download {reference.url} "
-                            f"to {path}")
-    try:
-        download(reference.url, path, progress=progress)
-    except GenbenchError as exc:
-        raise GenbenchError(f"ref:{reference.name}: {exc}; without the internet, download it "
-                            f"elsewhere and put it at {path}") from None
-    digest = file_digest(path)
-    try:
-        _check_published(reference, path, digest)
-    except GenbenchError:
-        path.unlink()
-        raise
-    write_digest(path, digest)
-    return path
-
-
-def _check_published(reference: Reference, path: Path, digest: str) -> None:
-    if reference.sha256 is not None and digest != reference.sha256:
-        raise GenbenchError(f"{path}: sha256 {digest} is not the published {reference.sha256} "
-                            f"of ref:{reference.name}; delete it and download it again")
+    return fetch_once(reference.url, reference_path(reference), sha256=reference.sha256,
+                      what=f"ref:{reference.name}", download_missing=download_missing,
+                      progress=progress)
 
 
 # ---------------------------------------------------------------- reading

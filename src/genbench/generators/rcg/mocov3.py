@@ -23,7 +23,6 @@ with a checkpoint in the official layout that the test builds, not with the real
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import GenbenchError
-from genbench.fileio import cache_dir, file_digest
+from genbench.fileio import cache_dir, fetch_once, file_digest
 from genbench.generators.rcg.encoder import projection_head, standardize
 from genbench.registry import Registry
 
@@ -226,27 +225,6 @@ def load_mocov3(name: str = "mocov3-vit-b", *, path: str | os.PathLike | None = 
 
 
 def _cached(entry: MoCoCheckpoint, download: bool) -> Path:
-    folder = cache_dir() / "weights" / "mocov3"
-    path = folder / entry.url.rsplit("/", 1)[1]
-    if path.is_file():
-        return path
-    if not download:
-        raise GenbenchError(f"{path}: MoCo v3 weights are not cached; download "
-                            f"{entry.url} there, or allow the download")
-    import urllib.request
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    sha = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(entry.url) as response, open(tmp, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                sha.update(block)
-                out.write(block)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise GenbenchError(f"cannot download {entry.url} ({exc}); fetch it by hand and "
-                            "pass its path") from None
-    tmp.replace(path)
-    Path(str(path) + ".sha256").write_text(sha.hexdigest() + "\n")
-    return path
+    path = cache_dir() / "weights" / "mocov3" / entry.url.rsplit("/", 1)[1]
+    return fetch_once(entry.url, path, what=f"the {entry.config.name} MoCo v3 weights",
+                      download_missing=download)
