@@ -81,6 +81,13 @@ class Pipeline:
         return self._extractor
 
     @property
+    def extra_outputs(self) -> dict[str, int]:
+        """The extractor's other outputs (name -> dimension), known without building it."""
+        if self._extractor is not None:
+            return self._extractor.extra_outputs
+        return getattr(EXTRACTORS[self.extractor_name].factory, "extra_outputs", {})
+
+    @property
     def extractor_built(self) -> bool:
         return self._extractor is not None
 
@@ -145,8 +152,10 @@ class Pipeline:
         return self.extractor.feature_dim, self.extractor.identity
 
     def extract(self, resolved: ResolvedInput, num_images: int | None = None,
-                desc: str | None = None, keep_features: bool = False) -> FeatureRun:
-        """Features of the input's images (resumed from and filling the cache)."""
+                desc: str | None = None, keep_features: bool = False,
+                outputs: tuple[str, ...] = ()) -> FeatureRun:
+        """Features of the input's images (resumed from and filling the cache), with the
+        statistics of the extractor's other ``outputs``."""
         if resolved.source is None:
             raise GenbenchError(f"{resolved.label}: holds {resolved.kind}, not images")
         c = self.config
@@ -154,7 +163,7 @@ class Pipeline:
                                   num_images=num_images, batch_size=c.batch_size,
                                   use_cache=c.use_cache, skip_bad=c.skip_bad,
                                   progress=c.progress, desc=desc, chunk_size=c.chunk_size,
-                                  keep_features=keep_features)
+                                  keep_features=keep_features, outputs=outputs)
 
     def statistics(self, spec: InputLike, num_images: int | None = None,
                    desc: str | None = None) -> FeatureRun:
@@ -198,6 +207,8 @@ class Side:
     labels: np.ndarray | None = None
     from_pipeline: bool = False       # features made by the pipeline's extractor
     notes: list[str] = field(default_factory=list)
+    #: statistics of the extractor's other outputs (e.g. "spatial", for sFID), by name
+    extra_statistics: dict[str, FeatureStatistics] = field(default_factory=dict)
     _features: np.ndarray | None = None
 
     @property
@@ -224,9 +235,10 @@ def _run_features(run: FeatureRun) -> Callable[[], np.ndarray]:
 
 
 def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
-                 need_features: bool, desc: str) -> Side:
+                 need_features: bool, desc: str, outputs: tuple[str, ...] = ()) -> Side:
     """Resolve ``spec`` and compute what the metrics need from it: statistics always,
-    features when ``need_features`` (and the input has any)."""
+    features when ``need_features`` (and the input has any), the statistics of the
+    extractor's other ``outputs`` (stored ones for statistics files and ADM batches)."""
     resolved = pipeline.resolve(spec, num_images)
     notes = list(resolved.notes)
     if resolved.kind == "statistics":
@@ -234,7 +246,7 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
         return Side(resolved.label, resolved.kind, stats,
                     SideSummary(resolved.label, stats.num_samples, True, kind="statistics",
                                 fid_statistics="stored"),
-                    stats.extractor, notes=notes)
+                    stats.extractor, notes=notes, extra_statistics=_stored_extra(stats))
     if resolved.kind == "features":
         features = resolved.features
         stats = features_statistics(features, resolved.label)
@@ -246,7 +258,7 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
         summary = SideSummary(resolved.label, stored.num_samples, True, kind="adm-batch",
                               fid_statistics="stored")
         side = Side(resolved.label, resolved.kind, stored, summary, stored.extractor,
-                    notes=notes)
+                    notes=notes, extra_statistics=_stored_extra(stored))
         if need_features:
             run = pipeline.extract(resolved, num_images, desc, keep_features=True)
             _note_skipped(run, notes)
@@ -256,13 +268,20 @@ def prepare_side(pipeline: Pipeline, spec: InputLike, *, num_images: int | None,
             side.load_features, side.labels = _run_features(run), run.labels
             side.from_pipeline = True
         return side
-    run = pipeline.extract(resolved, num_images, desc, keep_features=need_features)
+    run = pipeline.extract(resolved, num_images, desc, keep_features=need_features,
+                           outputs=outputs)
     _note_skipped(run, notes)
     summary = SideSummary(run.source, run.num_images, False, run.skipped, run.extracted,
                           run.seconds, kind=resolved.kind)
     return Side(resolved.label, resolved.kind, run.statistics, summary,
                 run.statistics.extractor, load_features=_run_features(run),
-                labels=run.labels, from_pipeline=True, notes=notes)
+                labels=run.labels, from_pipeline=True, notes=notes,
+                extra_statistics=run.extra_statistics)
+
+
+def _stored_extra(stats: FeatureStatistics) -> dict[str, FeatureStatistics]:
+    """Other outputs' statistics a file holds (ADM's mu_s/sigma_s: "spatial")."""
+    return {"spatial": stats.extra["spatial"]} if "spatial" in stats.extra else {}
 
 
 def _note_skipped(run: FeatureRun, notes: list[str]) -> None:
@@ -341,6 +360,8 @@ class Evaluation:
         self.explicit_metrics = metrics is not None and metrics != ""
         self.need_features = per_class or any(METRICS[n].needs_features
                                               for n in self.names)
+        self.outputs = tuple(sorted({METRICS[n].output for n in self.names
+                                     if METRICS[n].output}))
         config = config or ExtractionConfig()
         recorded = recorded_protocol(reference)
         if config.protocol is None and recorded is not None:  # ref:NAME says how it was made
@@ -348,7 +369,13 @@ class Evaluation:
         self.pipeline = Pipeline(config)
         self.seed, self.num_images, self.per_class = seed, num_images, per_class
         self._reference_desc = desc  # the reference's progress-bar label
+        lacking = [o for o in self.outputs if o not in self.pipeline.extra_outputs]
+        if lacking:
+            raise GenbenchError(f"metric(s) {', '.join(self._needing(lacking))} need the "
+                                f"{', '.join(lacking)} features of the TF-FID Inception; "
+                                f"extractor {self.pipeline.extractor_name!r} has none")
         self._reference_input = self.pipeline.resolve(reference, num_images)
+        self._check_outputs(self._reference_input)
         self._reference: Side | None = None
 
     @property
@@ -358,7 +385,7 @@ class Evaluation:
             self._reference = prepare_side(self.pipeline, self._reference_input,
                                            num_images=self.num_images,
                                            need_features=self.need_features,
-                                           desc=self._reference_desc)
+                                           desc=self._reference_desc, outputs=self.outputs)
         return self._reference
 
     def resolve(self, samples: InputLike, *, num_images: int | None = None) -> ResolvedInput:
@@ -373,7 +400,25 @@ class Evaluation:
             _check_spaces((resolved.label, dim_s, id_s), (ref.label, dim_r, id_r))
         self._runnable(resolved.kind != "statistics", ref.kind != "statistics",
                        resolved.label, ref.label)
+        self._check_outputs(resolved)
         return resolved
+
+    def _needing(self, outputs: list[str]) -> list[str]:
+        from genbench.metrics.registry import METRICS
+
+        return [n for n in self.names if METRICS[n].output in outputs]
+
+    def _check_outputs(self, resolved: ResolvedInput) -> None:
+        """An input that cannot give the other outputs a metric compares (features of
+        another network; a statistics file without them) stops the run before any work."""
+        stored = resolved.statistics.extra if resolved.statistics is not None else {}
+        for output in self.outputs:
+            if resolved.kind == "features" or (resolved.kind == "statistics"
+                                               and output not in stored):
+                raise GenbenchError(
+                    f"{resolved.label}: metric(s) {', '.join(self._needing([output]))} need "
+                    f"{output} statistics, which {resolved.kind} cannot give; give images "
+                    "(or an ADM reference batch with mu_s/sigma_s)")
 
     def _count(self, num_images: int | None) -> int | None:
         return num_images if num_images is not None else self.num_images
@@ -387,7 +432,8 @@ class Evaluation:
         resolved = self.resolve(samples, num_images=num_images)
         _ = self.reference  # the reference is extracted before the samples
         return prepare_side(self.pipeline, resolved, num_images=self._count(num_images),
-                            need_features=self.need_features, desc=desc)
+                            need_features=self.need_features, desc=desc,
+                            outputs=self.outputs)
 
     def score(self, samples: InputLike, *, num_images: int | None = None,
               desc: str = "samples") -> EvalResult:
@@ -406,8 +452,16 @@ class Evaluation:
         check_comparable(side, ref)
         names, skipped = self._runnable(side.has_features, ref.has_features, side.label,
                                         ref.label)
+        for name in names:
+            output = METRICS[name].output
+            lacking = [s.label for s in (side, ref)
+                       if output and output not in s.extra_statistics]
+            if lacking:  # e.g. an ADM batch without mu_s/sigma_s
+                raise GenbenchError(f"metric {name}: {' and '.join(lacking)} hold(s) no "
+                                    f"{output} statistics")
         inputs = MetricInputs(side.statistics, ref.statistics, side.features, ref.features,
-                              seed=self.seed,
+                              seed=self.seed, samples_extra=side.extra_statistics,
+                              reference_extra=ref.extra_statistics,
                               load_classifier=lambda: self.pipeline.extractor.classifier_weight
                               if side.from_pipeline else None)
         results, timings = {}, {}

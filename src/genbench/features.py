@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from genbench import distributed
 from genbench.errors import BadImageError, GenbenchError
-from genbench.extractors import FeatureExtractor
+from genbench.extractors import FeatureExtractor, check_outputs
 from genbench.protocols import INCEPTION_SIZE, Protocol
 from genbench.sources import ImageSource
 from genbench.stats import FeatureStatistics, StreamingMoments
@@ -55,6 +55,8 @@ class FeatureRun:
     features: list[np.ndarray] | None = None  # kept in memory when the source is uncached
     labels: np.ndarray | None = None  # class of each feature row, when the source has labels
     num_chunks: int | None = None     # chunks of the cache entry
+    #: statistics of the extractor's other outputs asked for (e.g. "spatial", for sFID)
+    extra_statistics: dict[str, FeatureStatistics] = field(default_factory=dict)
 
     def iter_features(self) -> Iterator[np.ndarray]:
         """Features chunk by chunk (float32), in source order (from the cache or memory;
@@ -70,7 +72,7 @@ class FeatureRun:
 
 def cache_payload(source: ImageSource, num_images: int, protocol: Protocol,
                   extractor: FeatureExtractor, chunk_size: int = CHUNK_SIZE,
-                  skip_bad: bool = False) -> dict | None:
+                  skip_bad: bool = False, outputs: tuple[str, ...] = ()) -> dict | None:
     """What the features of ``source`` depend on (None: the source has no content key)."""
     fingerprint = source.fingerprint()
     if fingerprint is None:
@@ -81,7 +83,14 @@ def cache_payload(source: ImageSource, num_images: int, protocol: Protocol,
         payload["size"] = protocol.size
     if skip_bad:  # an entry with skipped images must not serve a run that would refuse them
         payload["skip_bad"] = True
+    if outputs:  # its chunks hold these outputs too
+        payload["outputs"] = list(outputs)
     return payload
+
+
+def stats_name(output: str) -> str:
+    """The file of an entry's statistics of ``output`` ("features": the main ones)."""
+    return STATS_NAME if output == "features" else f"stats-{output}.npz"
 
 
 def _load_batch(source: ImageSource, indices: list[int], skip_bad: bool):
@@ -122,28 +131,39 @@ def _to_uint8_batch(images: list[np.ndarray], device: torch.device) -> torch.Ten
 
 def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
                    extractor: FeatureExtractor, batch_size: int, skip_bad: bool,
-                   bar: tqdm) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    feats, kept_all, skipped_all = [], [], []
+                   bar: tqdm, outputs: tuple[str, ...] = ()
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    """The chunk's outputs ({"features": N x D, and each of ``outputs``}, float32), the
+    source indices of its rows and the locations of skipped images."""
+    dims = {"features": extractor.feature_dim,
+            **{o: extractor.extra_outputs[o] for o in outputs}}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in dims}
+    kept_all, skipped_all = [], []
     for kept, images, skipped in _batches(source, indices, batch_size, skip_bad):
         skipped_all += skipped
         if images:
-            feats.append(extractor(protocol(_to_uint8_batch(images, extractor.device))).numpy())
+            out = extractor.extract(protocol(_to_uint8_batch(images, extractor.device)),
+                                    outputs)
+            for name in dims:
+                parts[name].append(out[name].numpy())
             kept_all += kept
         bar.update(len(kept) + len(skipped))
-    features = np.concatenate(feats) if feats else np.zeros((0, extractor.feature_dim),
-                                                            np.float32)
-    return features.astype(np.float32, copy=False), np.asarray(kept_all, np.int64), skipped_all
+    arrays = {name: (np.concatenate(p) if p else np.zeros((0, dims[name]), np.float32))
+              .astype(np.float32, copy=False) for name, p in parts.items()}
+    return arrays, np.asarray(kept_all, np.int64), skipped_all
 
 
 def extract_statistics(source: ImageSource, protocol: Protocol, extractor: FeatureExtractor, *,
                        num_images: int | None = None, batch_size: int = 50,
                        use_cache: bool = True, skip_bad: bool = False,
                        progress: bool = True, desc: str | None = None,
-                       chunk_size: int = CHUNK_SIZE, keep_features: bool = False) -> FeatureRun:
+                       chunk_size: int = CHUNK_SIZE, keep_features: bool = False,
+                       outputs: tuple[str, ...] = ()) -> FeatureRun:
     """Features of the first ``num_images`` images of ``source`` (all when None), reduced to
     float64 mean and covariance; resumes from and fills the cache. ``keep_features`` keeps
     the features of an uncached source in memory (gathered from every process), for metrics
-    that need them."""
+    that need them. ``outputs`` names other outputs of the extractor's pass (e.g.
+    ``("spatial",)``) whose statistics come too (``FeatureRun.extra_statistics``)."""
     start_time = time.perf_counter()
     total = len(source)
     if num_images is not None:
@@ -156,14 +176,17 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     ctx = distributed.current()
     if chunk_size < 1:
         raise GenbenchError(f"chunk size must be >= 1, got {chunk_size}")
-    payload = cache_payload(source, total, protocol, extractor, chunk_size, skip_bad) \
-        if use_cache else None
+    check_outputs(extractor, outputs)
+    dims = {"features": extractor.feature_dim,
+            **{o: extractor.extra_outputs[o] for o in outputs}}
+    payload = cache_payload(source, total, protocol, extractor, chunk_size, skip_bad,
+                            outputs) if use_cache else None
     store = ChunkStore.keyed("features", payload) if payload is not None else None
     meta = {"protocol": protocol.name, "extractor": extractor.identity,
             "weights_sha256": extractor.weights_sha256, "label": source.describe()}
 
     num_chunks = len(chunk_ranges(total, chunk_size))
-    cached = _cached_run(store, source, meta, num_chunks, extractor.feature_dim,
+    cached = _cached_run(store, source, meta, num_chunks, dims,
                          keep_features) if store is not None else None
     if distributed.all_true(cached is not None):
         cached.seconds = time.perf_counter() - start_time
@@ -173,7 +196,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     mine = my_chunks(total, chunk_size)
     present = {c for c, _ in mine if store is not None and store.has_chunk(c)}  # verified once
     extractor.plan(sum(len(idx) for c, idx in mine if c not in present))
-    moments = StreamingMoments(extractor.feature_dim)
+    moments = {name: StreamingMoments(dim) for name, dim in dims.items()}
     skipped: list[str] = []
     # features kept in memory when asked for and nothing is cached
     kept_features: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if (
@@ -186,22 +209,25 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         for c, indices in mine:
             if store is not None and c in present:
                 data = store.read_chunk(c)
-                features, kept = data["features"], data["indices"]
+                arrays, kept = {name: data[name] for name in dims}, data["indices"]
                 chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
             else:
-                features, kept, chunk_skipped = _extract_chunk(
-                    source, list(indices), protocol, extractor, batch_size, skip_bad, bar)
+                arrays, kept, chunk_skipped = _extract_chunk(
+                    source, list(indices), protocol, extractor, batch_size, skip_bad, bar,
+                    outputs)
                 extracted += len(kept)
                 if store is not None:
                     try:
-                        store.write_chunk(c, features=features, indices=kept,
+                        store.write_chunk(c, **arrays, indices=kept,
                                           skipped=np.array(chunk_skipped, dtype=str))
                     except CacheWriteError as exc:
                         warnings.warn(f"{exc}; continuing without the cache", stacklevel=2)
                         kept_features = _reload(store, done) if keep_features else None
                         store = None
-            moments.update(torch.from_numpy(np.ascontiguousarray(features)))
+            features = arrays["features"]
+            for name, array in arrays.items():
+                moments[name].update(torch.from_numpy(np.ascontiguousarray(array)))
             skipped += chunk_skipped
             if store is not None:
                 done.append(c)
@@ -213,19 +239,24 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
             kept_features = _reload(store, done)
         store = None
 
-    counts = torch.tensor([float(moments.count), float(extracted)], dtype=torch.float64)
-    distributed.all_reduce_sum(moments.sum)
-    distributed.all_reduce_sum(moments.outer)
+    counts = torch.tensor([float(moments["features"].count), float(extracted)],
+                          dtype=torch.float64)
+    for m in moments.values():
+        distributed.all_reduce_sum(m.sum)
+        distributed.all_reduce_sum(m.outer)
     distributed.all_reduce_sum(counts)
-    moments.count = int(counts[0])
+    for m in moments.values():
+        m.count = int(counts[0])
     extracted = int(counts[1])
     skipped = sorted(s for part in distributed.all_gather_objects(skipped) for s in part)
-    if moments.count < 2:
+    if moments["features"].count < 2:
         raise GenbenchError(f"{source.describe()}: fewer than 2 readable images "
                             f"({len(skipped)} skipped)")
-    stats = moments.statistics(**meta)
+    all_stats = {name: m.statistics(**_output_meta(meta, name)) for name, m in moments.items()}
+    stats = all_stats.pop("features")
     if had_store:
-        _finish_entry(store, stats, skipped, total, num_chunks, meta)
+        _finish_entry(store, {"features": stats, **all_stats}, skipped, total, num_chunks,
+                      meta)
     distributed.barrier()
     in_memory, indices = None, None
     if kept_features is not None and store is None:
@@ -236,7 +267,14 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     row_indices = (lambda: indices) if store is None else (lambda: _cached_indices(store))
     return FeatureRun(stats, source.describe(), stats.num_samples, skipped, extracted,
                       time.perf_counter() - start_time, store.root if store else None,
-                      in_memory, _labels(source, row_indices), num_chunks)
+                      in_memory, _labels(source, row_indices), num_chunks, all_stats)
+
+
+def _output_meta(meta: dict, output: str) -> dict:
+    """Statistics metadata of one output: an extra output's network is named with it."""
+    if output == "features":
+        return meta
+    return {**meta, "extractor": f"{meta['extractor']}/{output}"}
 
 
 def _reload(store: ChunkStore, chunks: list[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -249,47 +287,55 @@ def _reload(store: ChunkStore, chunks: list[int]) -> list[tuple[int, np.ndarray,
 
 
 def _cached_run(store: ChunkStore, source: ImageSource, meta: dict, num_chunks: int,
-                dim: int, features_needed: bool) -> FeatureRun | None:
+                dims: dict[str, int], features_needed: bool) -> FeatureRun | None:
     """The complete, intact entry of this run, or None (missing, or damaged parts set
     aside: the run then recomputes what is missing). Stored statistics are checked here,
     and the chunks too when the features will be read (a run that needs only the statistics
     does not hash every chunk). Statistics of fewer images than feature dimensions are not
-    stored (the features are smaller); they are recomputed."""
+    stored (the features are smaller); they are recomputed. ``dims``: the outputs of the
+    entry ("features" and the extra ones) with their dimensions."""
     info = store.read_meta()
     if info is None or info.get("chunks") != num_chunks \
             or store.chunk_numbers() != list(range(num_chunks)):
         return None
-    arrays = store.read_arrays(STATS_NAME) if info.get("stats_stored") else None
-    if info.get("stats_stored") and arrays is None:
+    stored = set(info.get("stats_stored_for", ["features"] if info.get("stats_stored")
+                          else []))
+    arrays = {name: store.read_arrays(stats_name(name)) for name in dims if name in stored}
+    if any(a is None for a in arrays.values()):
         return None
-    if (arrays is None or features_needed) and not store.all_verified():
+    if (len(arrays) < len(dims) or features_needed) and not store.all_verified():
         return None
-    if arrays is None:
+    all_stats = {}
+    for name, dim in dims.items():
+        if name in arrays:
+            all_stats[name] = FeatureStatistics(arrays[name]["mu"], arrays[name]["sigma"],
+                                                **_output_meta(meta, name),
+                                                num_samples=info["num_samples"])
+            continue
         moments = StreamingMoments(dim)
-        for features in store.iter_field("features", num_chunks):
-            moments.update(torch.from_numpy(np.ascontiguousarray(features)))
-        stats = moments.statistics(**meta)
-    else:
-        stats = FeatureStatistics(arrays["mu"], arrays["sigma"], **meta,
-                                  num_samples=info["num_samples"])
+        for part in store.iter_field(name, num_chunks):
+            moments.update(torch.from_numpy(np.ascontiguousarray(part)))
+        all_stats[name] = moments.statistics(**_output_meta(meta, name))
+    stats = all_stats.pop("features")
     return FeatureRun(stats, source.describe(), info["num_samples"], info["skipped"], 0,
                       0.0, store.root, labels=_labels(source, lambda: _cached_indices(store)),
-                      num_chunks=num_chunks)
+                      num_chunks=num_chunks, extra_statistics=all_stats)
 
 
-def _finish_entry(store: ChunkStore | None, stats: FeatureStatistics, skipped: list[str],
-                  total: int, num_chunks: int, meta: dict) -> None:
-    """Write the statistics (when they are smaller than the features) and meta.json (process
-    0); on a failed write warn: the entry stays incomplete (its chunks, all written, still
-    serve this run's features) and the next run completes it."""
-    keep_stats = stats.num_samples >= stats.dim
+def _finish_entry(store: ChunkStore | None, stats: dict[str, FeatureStatistics],
+                  skipped: list[str], total: int, num_chunks: int, meta: dict) -> None:
+    """Write the statistics of each output (when they are smaller than the features) and
+    meta.json (process 0); on a failed write warn: the entry stays incomplete (its chunks,
+    all written, still serve this run's features) and the next run completes it."""
+    keep = [name for name, st in stats.items() if st.num_samples >= st.dim]
     if store is not None and distributed.current().is_main:
         try:
-            if keep_stats:
-                store.write_arrays(STATS_NAME, **stats.arrays())
-            store.write_meta({"num_samples": stats.num_samples, "skipped": skipped,
-                              "requested": total, "chunks": num_chunks,
-                              "stats_stored": keep_stats, **meta})
+            for name in keep:
+                store.write_arrays(stats_name(name), **stats[name].arrays())
+            store.write_meta({"num_samples": stats["features"].num_samples,
+                              "skipped": skipped, "requested": total, "chunks": num_chunks,
+                              "stats_stored": "features" in keep, "stats_stored_for": keep,
+                              **meta})
         except CacheWriteError as exc:
             warnings.warn(f"{exc}; the result is computed, but not cached", stacklevel=3)
 

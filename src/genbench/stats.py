@@ -72,6 +72,10 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
             sigma = np.asarray(data["sigma"], dtype=np.float64)
             meta = {k: str(data[k]) for k in _META_KEYS if k in data}
             n = int(data["num_samples"]) if "num_samples" in data else None
+            # ADM's reference batches: sFID's spatial statistics beside the pool3 ones
+            spatial = (np.asarray(data["mu_s"], np.float64),
+                       np.asarray(data["sigma_s"], np.float64)) \
+                if "mu_s" in data and "sigma_s" in data else None
     except ValueError as exc:  # pickled object arrays
         raise GenbenchError(f"{path}: cannot read statistics without unpickling ({exc}); "
                             "genbench never loads pickled arrays") from None
@@ -85,6 +89,11 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
         notes.append(f"{path}: statistics stored as {', '.join(lower)}, not float64: FID may "
                      "differ from one computed in float64 in its last digits")
     stats.extra["notes"] = notes
+    if spatial is not None:
+        stats.extra["spatial"] = FeatureStatistics(*spatial, num_samples=n,
+                                                   protocol=stats.protocol,
+                                                   label=f"{stats.label} (mu_s, sigma_s)")
+        validate_statistics(stats.extra["spatial"], f"{path} (mu_s, sigma_s)")
     return stats
 
 

@@ -5,7 +5,9 @@ The contract every extractor states as members (nothing is probed): ``name``,
 ``feature_dim``, ``input_size`` (the protocol resizes to it), ``default_protocol``,
 ``identity`` (name plus weights checksum: it keys the cache), ``weights_sha256`` (None for
 weights without a published file), ``device``, ``classifier_weight`` (None: no Inception
-Score) and ``plan(num_images)`` (a hint before a run, e.g. to decide compilation)."""
+Score), ``plan(num_images)`` (a hint before a run, e.g. to decide compilation) and
+``extra_outputs`` (features besides the main ones that the same pass gives, by name, e.g. the
+Inception's ``spatial`` features for sFID), which ``extract(batch, outputs)`` returns."""
 
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.extractors.inception_net import FEATURE_DIM, FIDInceptionV3
+from genbench.extractors.inception_net import FEATURE_DIM, SPATIAL_DIM, FIDInceptionV3
 from genbench.extractors.inception_weights import InceptionWeights, load_inception_weights
 from genbench.protocols import DEFAULT_PROTOCOL, INCEPTION_SIZE
 from genbench.registry import Registry
@@ -40,8 +43,18 @@ class FeatureExtractor(ABC):
     def identity(self) -> str:
         """Name plus weights checksum: part of every cache key and result record."""
 
+    #: other features the same pass gives (name -> dimension), for ``extract``
+    extra_outputs: ClassVar[dict[str, int]] = {}
+
     @abstractmethod
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+    def extract(self, batch: torch.Tensor,
+                outputs: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+        """``{"features": self(batch)}`` plus each of ``outputs`` (names of
+        ``extra_outputs``), from one pass through the network."""
+        check_outputs(self, outputs)
+        return {"features": self(batch)}
 
     @property
     def weights_sha256(self) -> str | None:
@@ -60,6 +73,13 @@ class FeatureExtractor(ABC):
         """classes × D weight of a linear classifier on the features (logits = features @
         weight.T, no bias), or None when the network has none (then no Inception Score)."""
         return None
+
+
+def check_outputs(extractor: FeatureExtractor, outputs: tuple[str, ...]) -> None:
+    lacking = [o for o in outputs if o not in extractor.extra_outputs]
+    if lacking:
+        raise GenbenchError(f"extractor {extractor.name!r} gives no {', '.join(lacking)} "
+                            "features (only the TF-FID Inception has sFID's spatial features)")
 
 
 # the eager network on a CPU runs its batch in slices of this many images: with 2 cores,
@@ -86,6 +106,7 @@ class InceptionExtractor(FeatureExtractor):
 
     name = "inception-v3-tf-2015-12-05"
     feature_dim = FEATURE_DIM
+    extra_outputs: ClassVar[dict[str, int]] = {"spatial": SPATIAL_DIM}
 
     def __init__(self, weights: str | None = None, device: str | torch.device = "cpu",
                  compile: str | bool = "auto", batch_size: int = 50,
@@ -100,6 +121,7 @@ class InceptionExtractor(FeatureExtractor):
         self.compiled = False if compile == "auto" else bool(compile)
         self.net: FIDInceptionV3 | None = None  # built on first call (cache hits need none)
         self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._forward_spatial: Callable[[torch.Tensor], tuple] | None = None
 
     def plan(self, num_images: int) -> None:
         """Decide ``compile='auto'`` for a run of ``num_images``. On a 2-core CPU compiling costs
@@ -117,6 +139,8 @@ class InceptionExtractor(FeatureExtractor):
             net.fold_batch_norm()
         self.net = net.to(self._device).to(memory_format=torch.channels_last)
         self._forward = torch.compile(self.net, dynamic=False) if self.compiled else self.net
+        self._forward_spatial = torch.compile(self.net.forward_spatial, dynamic=False) \
+            if self.compiled else self.net.forward_spatial
 
     @property
     def identity(self) -> str:
@@ -138,28 +162,44 @@ class InceptionExtractor(FeatureExtractor):
     def classifier_weight(self) -> torch.Tensor | None:
         return self.weights.state_dict["fc.weight"] if self.has_logits else None
 
-    @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.extract(batch)["features"]
+
+    @torch.inference_mode()
+    def extract(self, batch: torch.Tensor,
+                outputs: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+        check_outputs(self, outputs)
         if self._forward is None:
             self._build()
+        spatial = "spatial" in outputs
         n = batch.shape[0]
         x = batch.to(self._device, torch.float32).contiguous(memory_format=torch.channels_last)
         if self.compiled and n < self.batch_size:
             pad = x.new_zeros((self.batch_size - n, *x.shape[1:]))
             x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
         try:
-            if self.compiled or self._device.type != "cpu" or n <= CPU_SLICE:
-                out = self._forward(x)
-            else:
-                out = torch.cat([self._forward(part) for part in x.split(CPU_SLICE)])
+            parts = self._apply(x, spatial)
         except Exception as exc:  # a broken compiler toolchain: fall back, say so once
             if not self.compiled:
                 raise
             warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); using the "
                           "eager network (same features, slower)", stacklevel=2)
-            self.compiled, self._forward = False, self.net
-            out = self.net(x)
-        return out[:n].float().cpu()
+            self.compiled = False
+            self._forward, self._forward_spatial = self.net, self.net.forward_spatial
+            parts = self._apply(x, spatial)
+        names = ("features", "spatial") if spatial else ("features",)
+        return {name: part[:n].float().cpu() for name, part in zip(names, parts, strict=True)}
+
+    def _apply(self, x: torch.Tensor, spatial: bool) -> tuple[torch.Tensor, ...]:
+        """The network on ``x``: (pool3,) or (pool3, spatial); an eager network on a CPU
+        in slices of CPU_SLICE images."""
+        forward = self._forward_spatial if spatial else self._forward
+        if self.compiled or self._device.type != "cpu" or len(x) <= CPU_SLICE:
+            slices = [forward(x)]
+        else:
+            slices = [forward(part) for part in x.split(CPU_SLICE)]
+        slices = [out if isinstance(out, tuple) else (out,) for out in slices]
+        return tuple(torch.cat(column) for column in zip(*slices, strict=True))
 
 
 class ModuleExtractor(FeatureExtractor):

@@ -21,6 +21,10 @@ from torch import nn
 
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
+# sFID's spatial features (ADM's evaluator): the first 7 channels of the TF graph's
+# ``mixed_6/conv`` (the 1x1 branch of Mixed_6d, after its ReLU), 17x17, flattened as TF's NHWC
+SPATIAL_CHANNELS = 7
+SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS
 
 
 class BasicConv2d(nn.Module):
@@ -200,15 +204,30 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(FEATURE_DIM, NUM_LOGITS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, spatial=False)[0]
+
+    def forward_spatial(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pool3 features and, from the same pass, sFID's spatial features (N x 2023): the
+        TF graph's ``mixed_6/conv:0[..., :7]`` (NVlabs' TorchScript calls the module
+        ``layers.mixed_6.conv``; here ``Mixed_6d.branch1x1``), flattened in NHWC order as
+        ADM's evaluator reshapes it."""
+        features, spatial = self._run(x, spatial=True)
+        return features, spatial
+
+    def _run(self, x: torch.Tensor, spatial: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
+        tapped = None
         for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a,
                       self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e,
                       self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
+            if spatial and block is self.Mixed_6d:  # its 1x1 branch again: 0.7 % of the pass
+                tapped = self.Mixed_6d.branch1x1(x)[:, :SPATIAL_CHANNELS]
+                tapped = tapped.permute(0, 2, 3, 1).reshape(len(tapped), -1)
             x = block(x)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1), tapped
 
     def forward_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.forward(x)

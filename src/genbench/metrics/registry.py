@@ -28,6 +28,9 @@ class MetricInputs:
     # classes × D weight (logits = features @ weight.T) or None; loaded only if a metric asks
     load_classifier: Callable[[], object] = lambda: None
     artifacts: dict = field(default_factory=dict)  # e.g. the PRD curve, for plots
+    # statistics of the extractor's other outputs, by name (e.g. "spatial", for sFID)
+    samples_extra: dict = field(default_factory=dict)
+    reference_extra: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -53,6 +56,14 @@ def _fid(inputs: MetricInputs) -> dict:
     from genbench.metrics.fid import fid_from_statistics
 
     return {"value": fid_from_statistics(inputs.samples_stats, inputs.reference_stats)}
+
+
+def _sfid(inputs: MetricInputs) -> dict:
+    from genbench.metrics.fid import fid_from_statistics
+
+    return {"value": fid_from_statistics(inputs.samples_extra["spatial"],
+                                         inputs.reference_extra["spatial"]),
+            "features": "mixed_6/conv[..., :7] of the TF Inception (17 x 17 x 7 = 2023)"}
 
 
 def _kid(inputs: MetricInputs) -> dict:
@@ -147,6 +158,11 @@ class MetricSpec:
     per_class: PerClass | None = None
     #: with ``needs_features``: whether the reference's features are read too (not for IS)
     needs_reference_features: bool = True
+    #: another output of the extractor's pass whose statistics the metric compares
+    output: str | None = None
+    #: run when no metrics are named (sFID is asked for by name: its spatial features
+    #: double the cached features)
+    default: bool = True
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -159,6 +175,8 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
 for _spec in (
     MetricSpec("fid", "Fréchet distance of the feature Gaussians", _fid, False,
                PerClass(_fid_per_class, 1, always=True)),
+    MetricSpec("sfid", "Fréchet distance of the Inception's spatial features (ADM's sFID)",
+               _sfid, False, output="spatial", default=False),
     MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
                       "subsets", _kid, True),
     MetricSpec("is", "Inception Score of the samples: unbiased logits, 10 splits, seeded "
@@ -174,8 +192,9 @@ for _spec in (
 
 
 def parse_metrics(text: str | list[str] | None) -> list[str]:
-    """'fid,kid' or a list -> validated names (default: every registered metric)."""
-    names = list(METRICS) if not text else (
+    """'fid,kid' or a list -> validated names (default: every registered metric marked
+    ``default``)."""
+    names = [n for n, spec in METRICS.items() if spec.default] if not text else (
         [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else text)
     for name in names:
         METRICS.lookup(name)
