@@ -170,14 +170,19 @@ def test_adm_reference_batch_keeps_its_images(published):
     assert any("inception features, protocol 'tf'" in n for n in resolved.notes)
 
 
-def test_unknown_names_and_networks_genbench_lacks_are_one_line_errors(fresh_cache):
+def test_unknown_names_and_networks_genbench_lacks_are_one_line_errors(published):
+    register, _ = published
     with pytest.raises(GenbenchError, match=r"unknown reference statistics 'imagenet'.*"
                                             r"genbench references lists them"):
         resolve_input("ref:imagenet")
-    with pytest.raises(GenbenchError, match="dinov2-vitl14 network, which this genbench does "
+    ref = register("elsewhere.npz", extractor="swav-resnet50")
+    with pytest.raises(GenbenchError, match="swav-resnet50 network, which this genbench does "
                                             "not have"):
-        resolve_input("ref:edm2-img512-dinov2")  # refused before any download
-    assert not reference_path(REFERENCES["edm2-img512-dinov2"]).exists()
+        resolve_input(f"ref:{ref.name}")  # refused before any download
+    assert not reference_path(ref).exists()
+    dino = REFERENCES["edm2-img512-dinov2"]  # FD_DINOv2 statistics: in DINOv2's space
+    assert (dino.extractor, dino.protocol, dino.entry) == ("dinov2-vitl14", "dinov2",
+                                                           "fd_dinov2")
 
 
 def test_cli_lists_and_uses_references(published, tmp_path, capsys):

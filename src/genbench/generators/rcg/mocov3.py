@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import GenbenchError
+from genbench.extractors.vit import Block, PatchEmbed
 from genbench.fileio import cache_dir, fetch_once, file_digest
 from genbench.generators.rcg.encoder import projection_head, standardize
 from genbench.registry import Registry
@@ -90,52 +91,6 @@ def sincos_position_embedding(grid: int, width: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, 1, width), emb], dim=1)
 
 
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, tokens, c = x.shape
-        q, k, v = self.qkv(x).reshape(n, tokens, 3, self.heads, c // self.heads) \
-            .permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(n, tokens, c))
-
-
-class _Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class _Block(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, eps=1e-6)
-        self.attn = _Attention(width, heads)
-        self.norm2 = nn.LayerNorm(width, eps=1e-6)
-        self.mlp = _Mlp(width, int(width * mlp_ratio))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class _PatchEmbed(nn.Module):
-    def __init__(self, patch: int, width: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(3, width, patch, stride=patch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
 class MoCoViT(nn.Module):
     """The MoCo v3 base encoder: ``forward`` takes ImageNet-normalised N×3×224×224 images and
     returns the projection head's N×256; ``features`` the class token (after the norm)."""
@@ -144,10 +99,10 @@ class MoCoViT(nn.Module):
         super().__init__()
         self.config = config
         grid = config.image_size // config.patch
-        self.patch_embed = _PatchEmbed(config.patch, config.width)
+        self.patch_embed = PatchEmbed(config.patch, config.width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.width))
         self.register_buffer("pos_embed", sincos_position_embedding(grid, config.width))
-        self.blocks = nn.ModuleList(_Block(config.width, config.heads, config.mlp_ratio)
+        self.blocks = nn.ModuleList(Block(config.width, config.heads, config.mlp_ratio)
                                     for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
         self.head = projection_head(config.width, config.head_hidden, config.rep_dim)
