@@ -281,5 +281,6 @@ def create_extractor(name: str = DEFAULT_EXTRACTOR, **options) -> FeatureExtract
     return EXTRACTORS.lookup(name)(**options)
 
 
+from genbench.extractors import clip as _clip  # noqa: E402,F401  (registers extractors)
 from genbench.extractors import dinov2 as _dinov2  # noqa: E402,F401  (registers extractors)
 from genbench.extractors import ssl as _ssl  # noqa: E402,F401  (registers its extractors)

@@ -66,6 +66,12 @@ def _sfid(inputs: MetricInputs) -> dict:
             "features": "mixed_6/conv[..., :7] of the TF Inception (17 x 17 x 7 = 2023)"}
 
 
+def _cmmd(inputs: MetricInputs) -> dict:
+    from genbench.metrics.cmmd import cmmd
+
+    return cmmd(samples=inputs.samples, reference=inputs.reference).to_dict()
+
+
 def _kid(inputs: MetricInputs) -> dict:
     from genbench.metrics.kid import kernel_inception_distance
 
@@ -177,6 +183,9 @@ for _spec in (
                PerClass(_fid_per_class, 1, always=True)),
     MetricSpec("sfid", "Fréchet distance of the Inception's spatial features (ADM's sFID)",
                _sfid, False, output="spatial", default=False),
+    MetricSpec("cmmd", "CMMD: MMD of unit-length embeddings, RBF sigma 10, x 1000 (defined "
+                       "on CLIP ViT-L/14@336px: --extractor clip-vit-l14-336)", _cmmd, True,
+               default=False),
     MetricSpec("kid", "kernel distance, cubic polynomial kernel, unbiased MMD², 100 × 1000 "
                       "subsets", _kid, True),
     MetricSpec("is", "Inception Score of the samples: unbiased logits, 10 splits, seeded "
