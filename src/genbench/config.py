@@ -28,12 +28,15 @@ class ExtractionConfig:
     progress: bool = True
     chunk_size: int = CHUNK_SIZE
     trust_pickle: bool = False  # let a --weights pickle run its own code (NVlabs' .pkl)
+    workers: int = 0  # processes decoding images (0: one background thread)
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or self.batch_size < 1:
             raise GenbenchError(f"--batch-size must be >= 1, got {self.batch_size}")
         if isinstance(self.chunk_size, bool) or self.chunk_size < 1:
             raise GenbenchError(f"--chunk-size must be >= 1, got {self.chunk_size}")
+        if isinstance(self.workers, bool) or self.workers < 0:
+            raise GenbenchError(f"--workers must be >= 0, got {self.workers}")
         if self.compile not in ("auto", True, False):
             raise GenbenchError(f"compile must be 'auto', True or False, got {self.compile!r}")
 

@@ -163,7 +163,8 @@ class Pipeline:
                                   num_images=num_images, batch_size=c.batch_size,
                                   use_cache=c.use_cache, skip_bad=c.skip_bad,
                                   progress=c.progress, desc=desc, chunk_size=c.chunk_size,
-                                  keep_features=keep_features, outputs=outputs)
+                                  keep_features=keep_features, outputs=outputs,
+                                  workers=c.workers)
 
     def statistics(self, spec: InputLike, num_images: int | None = None,
                    desc: str | None = None) -> FeatureRun:

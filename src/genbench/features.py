@@ -17,6 +17,7 @@ all-reduced.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -106,10 +107,9 @@ def _load_batch(source: ImageSource, indices: list[int], skip_bad: bool):
     return kept, images, skipped
 
 
-def _batches(source: ImageSource, indices: list[int], batch_size: int, skip_bad: bool):
-    """Yield (kept indices, images, skipped locations) per batch, decoding the next batch in
-    a background thread while the current one runs through the network."""
-    groups = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+def _thread_stream(source: ImageSource, groups: list[list[int]], skip_bad: bool):
+    """(kept indices, images, skipped locations) per group, decoding the next group in a
+    background thread while the current one runs through the network."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_load_batch, source, groups[0], skip_bad) if groups else None
         for k in range(len(groups)):
@@ -119,31 +119,94 @@ def _batches(source: ImageSource, indices: list[int], batch_size: int, skip_bad:
             yield result
 
 
+class _Groups(torch.utils.data.Dataset):
+    """Groups of source indices, decoded (and, with ``protocol``, preprocessed) in a worker
+    process each (``--workers``); a GenbenchError comes back as its message, to be raised
+    here as one line."""
+
+    def __init__(self, source: ImageSource, groups: list[list[int]], skip_bad: bool,
+                 protocol: Protocol | None) -> None:
+        self.source, self.groups, self.skip_bad = source, groups, skip_bad
+        self.protocol = protocol
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, k: int):
+        try:
+            kept, images, skipped = _load_batch(self.source, self.groups[k], self.skip_bad)
+            if self.protocol is not None and images:
+                images = self.protocol(_to_uint8_batch(images, torch.device("cpu")))
+            return kept, images, skipped
+        except GenbenchError as exc:
+            return str(exc)
+
+
+def _worker_init(_: int) -> None:
+    dataset = torch.utils.data.get_worker_info().dataset
+    dataset.source = dataset.source.for_worker()
+
+
+def _as_is(item):
+    return item
+
+
+def _worker_stream(source: ImageSource, groups: list[list[int]], skip_bad: bool,
+                   workers: int, protocol: Protocol | None):
+    loader = torch.utils.data.DataLoader(
+        _Groups(source, groups, skip_bad, protocol), batch_size=None, shuffle=False,
+        num_workers=workers, worker_init_fn=_worker_init, collate_fn=_as_is,
+        prefetch_factor=2)
+    for item in loader:  # in order, whatever worker decoded it
+        if isinstance(item, str):
+            raise GenbenchError(item)
+        yield item
+
+
+def load_stream(source: ImageSource, groups: list[list[int]], skip_bad: bool,
+                workers: int = 0, protocol: Protocol | None = None):
+    """Decoded groups of images in order, as (kept indices, images, skipped locations):
+    with ``workers`` > 0 in that many processes, which also apply ``protocol`` when given
+    (then "images" is the protocol's float batch), else in one background thread (images
+    only; a source that must stay in this process, e.g. a generator, is decoded there).
+    The images are the same either way."""
+    if workers > 0 and source.parallel_load and len(groups) > 1:
+        return _worker_stream(source, groups, skip_bad, workers, protocol)
+    return _thread_stream(source, groups, skip_bad)
+
+
 def _to_uint8_batch(images: list[np.ndarray], device: torch.device) -> torch.Tensor | list:
     """One N×3×H×W uint8 tensor on the extractor's device when all images share a size (the
     protocol then resizes there, e.g. on the GPU), else a list of 3×H×W tensors."""
     if all(img.shape == images[0].shape for img in images):
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        if device.type == "cuda":  # pinned: the copy overlaps with the GPU's work
+            return batch.pin_memory().to(device, non_blocking=True)
         return batch.to(device) if device.type != "cpu" else batch
     # copies: a decoded image may be a read-only view, which torch warns about
     return [torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1) for img in images]
 
 
-def _extract_chunk(source: ImageSource, indices: list[int], protocol: Protocol,
-                   extractor: FeatureExtractor, batch_size: int, skip_bad: bool,
-                   bar: tqdm, outputs: tuple[str, ...] = ()
+def _groups(indices: list[int], batch_size: int) -> list[list[int]]:
+    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def _extract_chunk(batches, protocol: Protocol, extractor: FeatureExtractor, bar: tqdm,
+                   outputs: tuple[str, ...] = ()
                    ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """The chunk's outputs ({"features": N x D, and each of ``outputs``}, float32), the
-    source indices of its rows and the locations of skipped images."""
+    """The outputs of a chunk's decoded ``batches`` ({"features": N x D, and each of
+    ``outputs``}, float32), the source indices of its rows and the locations of skipped
+    images."""
     dims = {"features": extractor.feature_dim,
             **{o: extractor.extra_outputs[o] for o in outputs}}
     parts: dict[str, list[np.ndarray]] = {name: [] for name in dims}
     kept_all, skipped_all = [], []
-    for kept, images, skipped in _batches(source, indices, batch_size, skip_bad):
+    for kept, images, skipped in batches:
         skipped_all += skipped
-        if images:
-            out = extractor.extract(protocol(_to_uint8_batch(images, extractor.device)),
-                                    outputs)
+        if len(images):  # a list of decoded images, or the protocol's batch (workers)
+            batch = images if isinstance(images, torch.Tensor) else protocol(
+                _to_uint8_batch(images, extractor.device))
+            out = extractor.extract(batch, outputs)
             for name in dims:
                 parts[name].append(out[name].numpy())
             kept_all += kept
@@ -158,12 +221,13 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                        use_cache: bool = True, skip_bad: bool = False,
                        progress: bool = True, desc: str | None = None,
                        chunk_size: int = CHUNK_SIZE, keep_features: bool = False,
-                       outputs: tuple[str, ...] = ()) -> FeatureRun:
+                       outputs: tuple[str, ...] = (), workers: int = 0) -> FeatureRun:
     """Features of the first ``num_images`` images of ``source`` (all when None), reduced to
     float64 mean and covariance; resumes from and fills the cache. ``keep_features`` keeps
     the features of an uncached source in memory (gathered from every process), for metrics
     that need them. ``outputs`` names other outputs of the extractor's pass (e.g.
-    ``("spatial",)``) whose statistics come too (``FeatureRun.extra_statistics``)."""
+    ``("spatial",)``) whose statistics come too (``FeatureRun.extra_statistics``).
+    ``workers`` > 0 decodes in that many processes (the same features)."""
     start_time = time.perf_counter()
     total = len(source)
     if num_images is not None:
@@ -205,6 +269,11 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
     extracted = 0
     bar = tqdm(total=sum(len(idx) for _, idx in mine), unit="img", dynamic_ncols=True,
                desc=desc or source.describe(), disable=not (progress and ctx.is_main))
+    # one stream over every chunk to extract: decoding runs ahead across chunk boundaries
+    todo = [_groups(list(idx), batch_size) for c, idx in mine if c not in present]
+    # on a CPU the workers preprocess too; a GPU resizes there, from the uint8 batch
+    stream = load_stream(source, [g for groups in todo for g in groups], skip_bad, workers,
+                         protocol if extractor.device.type == "cpu" else None)
     with bar:
         for c, indices in mine:
             if store is not None and c in present:
@@ -213,9 +282,9 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                 chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
             else:
-                arrays, kept, chunk_skipped = _extract_chunk(
-                    source, list(indices), protocol, extractor, batch_size, skip_bad, bar,
-                    outputs)
+                batches = itertools.islice(stream, len(_groups(list(indices), batch_size)))
+                arrays, kept, chunk_skipped = _extract_chunk(batches, protocol, extractor,
+                                                             bar, outputs)
                 extracted += len(kept)
                 if store is not None:
                     try:

@@ -48,6 +48,9 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--skip-bad", action="store_true",
                        help="skip undecodable images (counted and reported) instead of "
                             "stopping")
+    group.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="decode images in N worker processes (default 0: one background "
+                            "thread); the features are the same")
     group.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                        help="images per cached chunk: the unit of resuming and of the split "
                             f"across torchrun processes (default {CHUNK_SIZE})")
@@ -59,4 +62,4 @@ def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
         protocol=args.protocol, extractor=args.extractor, weights=args.weights,
         device=args.device, batch_size=args.batch_size, compile=COMPILE_CHOICES[args.compile],
         use_cache=not args.no_cache, skip_bad=args.skip_bad, progress=not args.quiet,
-        chunk_size=args.chunk_size, trust_pickle=args.trust_pickle)
+        chunk_size=args.chunk_size, trust_pickle=args.trust_pickle, workers=args.workers)

@@ -41,6 +41,8 @@ class SeededSource(ImageSource):
     features are the same with 1 or N processes; with a generator identity they are cached
     (the key holds the identity, the first seed and the labels)."""
 
+    parallel_load = False  # a model drawing images: run in this process
+
     def __init__(self, generator: Generator, num_images: int, *, seed: int = 0,
                  labels: Sequence[int] | np.ndarray | None = None,
                  batch_size: int = 64) -> None:

@@ -223,6 +223,8 @@ class GeneratorSource(ImageSource):
     or N processes and cacheable.
     """
 
+    parallel_load = False  # a callable drawing images: run in this process
+
     def __init__(self, generate: Callable[[int], np.ndarray | torch.Tensor], num_images: int,
                  *, batch_size: int = 64, cache_key: str | None = None,
                  value_range: str = "auto", name: str = "generator") -> None:

@@ -103,6 +103,13 @@ class ImageSource(ABC):
     labels: np.ndarray | None = None
     #: Names of the classes (index = label) when the source knows them, else None.
     class_names: tuple[str, ...] | None = None
+    #: whether worker processes may decode it (``--workers``): files and arrays yes, a
+    #: generator (a model drawing images) no
+    parallel_load: bool = True
+
+    def for_worker(self) -> ImageSource:
+        """This source as a worker process should use it (its own file handles)."""
+        return self
 
     @abstractmethod
     def __len__(self) -> int: ...

@@ -292,6 +292,14 @@ class ZipSource(ImageSource):
     def __len__(self) -> int:
         return len(self.names)
 
+    def for_worker(self) -> ZipSource:
+        """A copy with its own handle: a forked worker would share the file offset."""
+        import copy
+
+        twin = copy.copy(self)
+        twin._zip = zipfile.ZipFile(self.path)
+        return twin
+
     def load(self, index: int) -> np.ndarray:
         info, where = self._infos[index], self.location(index)
         if info.flag_bits & 0x1:
