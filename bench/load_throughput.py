@@ -5,7 +5,7 @@ run. Each loader produces the float batch its network would take (N×3×299×299
 * pytorch-fid 0.3.0: ``ImagePathDataset`` (PIL, ``ToTensor``) in a DataLoader, then the
   bilinear resize and 2x − 1 that its ``InceptionV3.forward`` applies (in this process);
 * clean-fid 0.1.35: ``ResizeDataset`` in mode ``clean`` (PIL bicubic per channel, in the
-  workers), as its ``get_files_features`` loads;
+  workers), as its ``get_files_features`` loads, then the (x − 128)/128 of its network;
 * genbench: ``features.load_stream`` with the matching protocol (``pytorch-fid``, ``clean``)
   and with ``tf``, the workers decoding and preprocessing.
 
@@ -88,7 +88,8 @@ def clean_fid_loader(folder: Path, workers: int, batch: int):
     dataset = ResizeDataset(files, mode="clean")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False,
                                          drop_last=False, num_workers=workers)
-    yield from loader
+    for x in loader:  # its InceptionV3W.forward then normalises: (x − 128)/128
+        yield (x - 128) / 128
 
 
 def main() -> None:
