@@ -34,6 +34,7 @@ from torch import nn
 
 from genbench.errors import GenbenchError
 from genbench.extractors import ModuleExtractor, register_extractor
+from genbench.extractors.vit import Normalised, load_checked
 from genbench.fileio import cache_dir, fetch_once, file_digest
 from genbench.protocols import Protocol, register_protocol
 from genbench.registry import Registry
@@ -144,34 +145,17 @@ def load_clip(name: str = "clip-vit-l14-336", *, path: str | os.PathLike | None 
         raise GenbenchError(f"{path}: no such CLIP weights file")
     raw = _read_raw_state_dict(path)
     state = {k.removeprefix("visual."): v for k, v in raw.items() if k.startswith("visual.")}
-    network = CLIPVisual(config)
-    own = network.state_dict()
-    missing = sorted(set(own) - set(state))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or shapes:
-        raise GenbenchError(f"{path}: not the {name} weights ({len(missing)} missing, "
-                            f"{len(shapes)} of other shapes, e.g. "
-                            f"{('visual.' + (missing or shapes)[0])!r})")
-    network.load_state_dict({k: state[k].float() for k in own})  # OpenAI stores float16
-    return network.eval().requires_grad_(False), path
-
-
-class _Normalised(nn.Module):
-    def __init__(self, network: CLIPVisual) -> None:
-        super().__init__()
-        self.network = network
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN)[None, :, None, None])
-        self.register_buffer("std", torch.tensor(CLIP_STD)[None, :, None, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # the protocol's 0..255 values
-        return self.network((x / 255.0 - self.mean) / self.std)
+    network = load_checked(CLIPVisual(config), state, str(path), f"the {name} weights",
+                           prefix="visual.")  # OpenAI stores float16: read as float32
+    return network, path
 
 
 def clip_extractor(name: str):
     def factory(weights: str | None = None, device: str | torch.device = "cpu",
                 **_: object) -> ModuleExtractor:
         network, path = load_clip(name, path=weights)
-        return ModuleExtractor(_Normalised(network), name, network.config.embed_dim,
+        return ModuleExtractor(Normalised(network, CLIP_MEAN, CLIP_STD), name,
+                               network.config.embed_dim,
                                identity=f"{name}:{file_digest(path)[:16]}", device=device,
                                input_size=network.config.image_size, default_protocol="clip")
     return factory

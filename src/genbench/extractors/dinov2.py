@@ -40,13 +40,18 @@ from torch import nn
 
 from genbench.errors import GenbenchError
 from genbench.extractors import ModuleExtractor, register_extractor
-from genbench.extractors.vit import Block, PatchEmbed
+from genbench.extractors.vit import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Block,
+    Normalised,
+    PatchEmbed,
+    load_checked,
+)
 from genbench.fileio import cache_dir, fetch_once, file_digest
 from genbench.protocols import Protocol, register_protocol
 from genbench.registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = 224
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset
 
@@ -140,35 +145,17 @@ def load_dinov2(name: str = "dinov2-vitl14", *, path: str | os.PathLike | None =
             from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a training file
         state = {k.removeprefix("backbone."): v for k, v in state["model"].items()}
-    network = DinoViT(config)
-    own = network.state_dict()
     if not isinstance(state, dict):
         raise GenbenchError(f"{path}: holds a {type(state).__name__}, not a state_dict")
-    missing = sorted(set(own) - set(state))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or shapes:
-        raise GenbenchError(f"{path}: not the {name} weights ({len(missing)} missing, "
-                            f"{len(shapes)} of other shapes, e.g. {(missing or shapes)[0]!r})")
-    network.load_state_dict({k: state[k] for k in own})
-    return network.eval().requires_grad_(False), path
-
-
-class _Normalised(nn.Module):
-    def __init__(self, network: DinoViT) -> None:
-        super().__init__()
-        self.network = network
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[None, :, None, None])
-        self.register_buffer("std", torch.tensor(IMAGENET_STD)[None, :, None, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: the protocol's 0..255 floats
-        return self.network((x / 255.0 - self.mean) / self.std)
+    return load_checked(DinoViT(config), state, str(path), f"the {name} weights"), path
 
 
 def dinov2_extractor(name: str):
     def factory(weights: str | None = None, device: str | torch.device = "cpu",
                 **_: object) -> ModuleExtractor:
         network, path = load_dinov2(name, path=weights)
-        return ModuleExtractor(_Normalised(network), name, network.config.width,
+        return ModuleExtractor(Normalised(network, IMAGENET_MEAN, IMAGENET_STD), name,
+                               network.config.width,
                                identity=f"{name}:{file_digest(path)[:16]}", device=device,
                                input_size=INPUT_SIZE, default_protocol="dinov2")
     return factory

@@ -9,6 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.errors import GenbenchError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
@@ -66,3 +71,32 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def load_checked(network: nn.Module, state: dict, where: str, what: str,
+                 prefix: str = "") -> nn.Module:
+    """``network`` with the float32 weights of ``state`` (an official file's, names without
+    ``prefix``), in eval mode; a file that lacks a weight or has one of another shape is
+    refused with one line naming the first (with its name in the file)."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or shapes:
+        raise GenbenchError(f"{where}: not {what} ({len(missing)} missing, {len(shapes)} of "
+                            f"other shapes, e.g. {prefix + (missing or shapes)[0]!r})")
+    network.load_state_dict({k: state[k].float() for k in own})
+    return network.eval().requires_grad_(False)
+
+
+class Normalised(nn.Module):
+    """``network`` on a protocol's 0..255 values: x / 255, then (x − mean) / std."""
+
+    def __init__(self, network: nn.Module, mean: tuple[float, ...],
+                 std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", torch.tensor(mean)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(std)[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network((x / 255.0 - self.mean) / self.std)

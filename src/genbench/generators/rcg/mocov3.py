@@ -32,13 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import GenbenchError
-from genbench.extractors.vit import Block, PatchEmbed
+from genbench.extractors.vit import IMAGENET_MEAN, IMAGENET_STD, Block, PatchEmbed, load_checked
 from genbench.fileio import cache_dir, fetch_once, file_digest
 from genbench.generators.rcg.encoder import projection_head, standardize
 from genbench.registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PREFIX = "module.base_encoder."
 
 
@@ -168,15 +166,8 @@ def load_mocov3(name: str = "mocov3-vit-b", *, path: str | os.PathLike | None = 
     weights = _weights_from_checkpoint(payload, str(path))
     network = MoCoViT(entry.config)
     weights.setdefault("pos_embed", network.pos_embed)  # a buffer in some versions
-    own = network.state_dict()
-    missing = sorted(set(own) - set(weights))
-    shapes = [k for k in set(own) & set(weights) if own[k].shape != weights[k].shape]
-    if missing or shapes:
-        raise GenbenchError(f"{path}: not a {entry.config.name} MoCo v3 encoder "
-                            f"({len(missing)} missing, {len(shapes)} of other shapes, e.g. "
-                            f"{(missing or shapes)[0]!r})")
-    network.load_state_dict({k: weights[k] for k in own})
-    return network.eval().requires_grad_(False)
+    return load_checked(network, weights, str(path),
+                        f"a {entry.config.name} MoCo v3 encoder")
 
 
 def _cached(entry: MoCoCheckpoint, download: bool) -> Path:
