@@ -87,3 +87,31 @@ def test_cli_workers(folder, fresh_cache, capsys):
     assert "--workers must be >= 0" in capsys.readouterr().err
     with pytest.raises(GenbenchError, match="--workers must be >= 0"):
         ExtractionConfig(workers=-2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failed_cache_write_mid_run_keeps_every_image(folder, fresh_cache, monkeypatch,
+                                                        workers):
+    from genbench import store as store_module
+
+    def run(**options):
+        return extract_statistics(ImageFolderSource(folder), get_protocol("tf"),
+                                  create_extractor("tiny-test"), batch_size=4, chunk_size=10,
+                                  progress=False, workers=workers, **options)
+
+    full = run()
+    entry = full.cache_entry
+    for name in ("chunk-000000.npz", "chunk-000002.npz", "meta.json"):
+        for path in entry.glob(name + "*"):
+            path.unlink()
+
+    def refuse(*_args, **_kwargs):
+        raise store_module.CacheWriteError("disk full (test)")
+
+    monkeypatch.setattr(store_module.ChunkStore, "write_chunk", refuse)
+    with pytest.warns(UserWarning, match="continuing without the cache"):
+        again = run(keep_features=True)
+    assert again.num_images == 40 and again.extracted == 20  # chunks 1 and 3 read back
+    np.testing.assert_allclose(again.statistics.mu, full.statistics.mu, rtol=1e-12)
+    np.testing.assert_allclose(again.statistics.sigma, full.statistics.sigma, rtol=1e-12,
+                               atol=1e-15)

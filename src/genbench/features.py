@@ -257,6 +257,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
         return cached
 
     had_store = store is not None
+    reader = store  # cached chunks are read from it even after a write fails (store = None)
     mine = my_chunks(total, chunk_size)
     present = {c for c, _ in mine if store is not None and store.has_chunk(c)}  # verified once
     extractor.plan(sum(len(idx) for c, idx in mine if c not in present))
@@ -276,8 +277,8 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                          protocol if extractor.device.type == "cpu" else None)
     with bar:
         for c, indices in mine:
-            if store is not None and c in present:
-                data = store.read_chunk(c)
+            if c in present:  # not in the decode stream: read whatever happened since
+                data = reader.read_chunk(c)
                 arrays, kept = {name: data[name] for name in dims}, data["indices"]
                 chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
