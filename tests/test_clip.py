@@ -44,7 +44,7 @@ class _OpenAIModel(torch.nn.Module):
 def tiny(monkeypatch, tmp_path):
     monkeypatch.setitem(c.CLIP_CONFIGS._entries, TINY.name, TINY)
     monkeypatch.setitem(EXTRACTORS._entries, TINY.name, ExtractorEntry(
-        c.clip_extractor(TINY.name), "clip", TINY.image_size))
+        c.clip_extractor(TINY.name), "clip", TINY.image_size, "0..255"))
     torch.manual_seed(0)
     model = _OpenAIModel(TINY).eval()
     with torch.no_grad():

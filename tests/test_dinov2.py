@@ -27,7 +27,7 @@ def tiny(monkeypatch, tmp_path):
     """A tiny DINOv2 registered as an extractor, its random weights saved as Meta's are."""
     monkeypatch.setitem(d.DINOV2_CONFIGS._entries, TINY.name, TINY)
     monkeypatch.setitem(EXTRACTORS._entries, TINY.name, ExtractorEntry(
-        d.dinov2_extractor(TINY.name), "dinov2", d.INPUT_SIZE))
+        d.dinov2_extractor(TINY.name), "dinov2", d.INPUT_SIZE, "0..255"))
     torch.manual_seed(0)
     net = d.DinoViT(TINY)
     with torch.no_grad():
@@ -138,3 +138,10 @@ def test_extractor_end_to_end(tiny, tmp_path, fresh_cache, capsys):
     assert record["protocol"] == "dinov2" and record["extractor"].startswith("dinov2-test:")
     assert record["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert record["metrics"]["pr"]["precision"] == 1.0
+    # a protocol giving other values than the network takes is refused, not run
+    assert cli_main(["eval", "digits", "--ref", "digits", "--num-images", "40",
+                     "--extractor", TINY.name, "--weights", str(path), "--protocol", "tf",
+                     "--metrics", "fid"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "protocol 'tf' gives [-1, 1] values, but extractor " \
+        "'dinov2-test' takes 0..255" in err

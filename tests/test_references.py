@@ -24,6 +24,7 @@ from genbench.references import (
     Reference,
     fetch,
     read_statistics_pickle,
+    recorded_protocol,
     reference_path,
 )
 from genbench.resolve import resolve_input
@@ -76,6 +77,12 @@ def test_registry_entries_are_complete_and_consistent():
     assert REFERENCES["cleanfid-cifar10-test-32-pytorch-fid"].url.endswith(
         "cifar10_legacy_pytorch_test_32.npz")
     assert REFERENCES["edm2-img512-dinov2"].entry == "fd_dinov2"
+    # a reference's protocol applies to its own network only (another network's features of
+    # an ADM batch's arr_0 take that network's protocol)
+    assert recorded_protocol("ref:adm-imagenet256", "inception") == "tf"
+    assert recorded_protocol("ref:adm-imagenet256", "clip-vit-l14-336") is None
+    assert recorded_protocol("ref:edm2-img512-dinov2", "dinov2-vitl14") == "dinov2"
+    assert recorded_protocol("fashion-mnist:test", "inception") is None
 
 
 def test_fetch_records_the_digest_then_checks_it(published):

@@ -70,6 +70,13 @@ class Pipeline:
             default_protocol, size = entry.default_protocol, entry.input_size
         self.protocol: Protocol = get_protocol(self.config.protocol or default_protocol) \
             .at_size(size)
+        takes = (self._extractor.input_range if self._extractor is not None
+                 else entry.input_range)
+        if self.protocol.output != takes:  # the network would see other numbers
+            raise GenbenchError(f"protocol {self.protocol.name!r} gives {self.protocol.output} "
+                                f"values, but extractor {self.extractor_name!r} takes {takes}; "
+                                f"use its protocol ({default_protocol!r}) or another giving "
+                                f"{takes}")
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -364,7 +371,9 @@ class Evaluation:
         self.outputs = tuple(sorted({METRICS[n].output for n in self.names
                                      if METRICS[n].output}))
         config = config or ExtractionConfig()
-        recorded = recorded_protocol(reference)
+        extractor = config.extractor if isinstance(config.extractor, str) \
+            else config.extractor.name
+        recorded = recorded_protocol(reference, extractor)
         if config.protocol is None and recorded is not None:  # ref:NAME says how it was made
             config = replace(config, protocol=recorded)
         self.pipeline = Pipeline(config)

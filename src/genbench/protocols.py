@@ -75,6 +75,8 @@ class Protocol:
     description: str
     transform: Callable[[torch.Tensor, int], torch.Tensor]
     size: int = INCEPTION_SIZE
+    #: the values it gives, which an extractor must take (``FeatureExtractor.input_range``)
+    output: str = "[-1, 1]"
 
     def at_size(self, size: int) -> Protocol:
         """This protocol resizing to ``size`` × ``size`` instead."""

@@ -131,14 +131,16 @@ for _res in (64, 512):
                                  "NVlabs EDM2 dataset-refs (FD_DINOv2)", entry="fd_dinov2"))
 
 
-def recorded_protocol(spec: object) -> str | None:
-    """The protocol of a ``ref:NAME`` input (None for any other input): a comparison against
-    it uses that protocol unless the user names one."""
+def recorded_protocol(spec: object, extractor: str) -> str | None:
+    """The protocol of a ``ref:NAME`` input made with ``extractor`` (None for any other
+    input, or another network: that network's own protocol applies, e.g. to an ADM batch's
+    ``arr_0``): a comparison against it uses that protocol unless the user names one."""
     from genbench.protocols import PROTOCOLS
 
     if isinstance(spec, str) and spec.startswith("ref:") and spec[4:] in REFERENCES:
-        protocol = REFERENCES[spec[4:]].protocol
-        return protocol if protocol in PROTOCOLS else None  # else the resolver says why
+        reference = REFERENCES[spec[4:]]
+        if reference.extractor == extractor and reference.protocol in PROTOCOLS:
+            return reference.protocol
     return None
 
 

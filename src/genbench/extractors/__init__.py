@@ -37,6 +37,8 @@ class FeatureExtractor(ABC):
     input_size: int = INCEPTION_SIZE
     #: the protocol used unless the user names another
     default_protocol: str = DEFAULT_PROTOCOL
+    #: the values it takes: a protocol must give these (``Protocol.output``)
+    input_range: str = "[-1, 1]"
 
     @property
     @abstractmethod
@@ -213,10 +215,12 @@ class ModuleExtractor(FeatureExtractor):
                  identity: str | None = None, device: str | torch.device = "cpu",
                  classifier_weight: torch.Tensor | None = None,
                  input_size: int = INCEPTION_SIZE,
-                 default_protocol: str = DEFAULT_PROTOCOL) -> None:
+                 default_protocol: str = DEFAULT_PROTOCOL,
+                 input_range: str = "[-1, 1]") -> None:
         self.module = module.eval().requires_grad_(False).to(device)
         self.name, self.feature_dim = name, int(feature_dim)
         self.input_size, self.default_protocol = int(input_size), default_protocol
+        self.input_range = input_range
         self._identity = identity or name
         self._device = torch.device(device)
         self._classifier = classifier_weight
@@ -250,6 +254,7 @@ class ExtractorEntry:
     factory: Callable[..., FeatureExtractor]
     default_protocol: str = DEFAULT_PROTOCOL
     input_size: int = INCEPTION_SIZE
+    input_range: str = "[-1, 1]"
 
     def __call__(self, **options) -> FeatureExtractor:
         """The extractor, built with the options its factory takes (one written for fewer
@@ -267,11 +272,14 @@ DEFAULT_EXTRACTOR = "inception"
 
 def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
                        default_protocol: str = DEFAULT_PROTOCOL,
-                       input_size: int = INCEPTION_SIZE) -> None:
+                       input_size: int = INCEPTION_SIZE,
+                       input_range: str = "[-1, 1]") -> None:
     """Make ``factory(weights=, device=, compile=, batch_size=, use_cache=, trust_pickle=)``
     available as ``--extractor name`` (a factory may ignore options it has no use for;
-    ``use_cache=False`` must write nothing to the cache)."""
-    EXTRACTORS.register(name, ExtractorEntry(factory, default_protocol, input_size))
+    ``use_cache=False`` must write nothing to the cache). ``input_range`` says which values
+    it takes: only protocols giving those are accepted with it."""
+    EXTRACTORS.register(name, ExtractorEntry(factory, default_protocol, input_size,
+                                             input_range))
 
 
 register_extractor(DEFAULT_EXTRACTOR, InceptionExtractor)

@@ -157,7 +157,8 @@ def clip_extractor(name: str):
         return ModuleExtractor(Normalised(network, CLIP_MEAN, CLIP_STD), name,
                                network.config.embed_dim,
                                identity=f"{name}:{file_digest(path)[:16]}", device=device,
-                               input_size=network.config.image_size, default_protocol="clip")
+                               input_size=network.config.image_size, default_protocol="clip",
+                               input_range="0..255")
     return factory
 
 
@@ -175,7 +176,7 @@ def _centre_crop_pil_bicubic(batch: torch.Tensor, size: int) -> torch.Tensor:
 register_protocol(Protocol(
     "clip", "centre crop, PIL bicubic resize of the uint8 image to 224 (OpenAI CLIP, clean-fid, "
     "CMMD); the extractor divides by 255 and applies CLIP's mean/std",
-    _centre_crop_pil_bicubic, size=224))
+    _centre_crop_pil_bicubic, size=224, output="0..255"))
 for _name, _cfg in CLIP_CONFIGS.items():
     register_extractor(_name, clip_extractor(_name), default_protocol="clip",
-                       input_size=_cfg.image_size)
+                       input_size=_cfg.image_size, input_range="0..255")

@@ -157,7 +157,8 @@ def dinov2_extractor(name: str):
         return ModuleExtractor(Normalised(network, IMAGENET_MEAN, IMAGENET_STD), name,
                                network.config.width,
                                identity=f"{name}:{file_digest(path)[:16]}", device=device,
-                               input_size=INPUT_SIZE, default_protocol="dinov2")
+                               input_size=INPUT_SIZE, default_protocol="dinov2",
+                               input_range="0..255")
     return factory
 
 
@@ -175,12 +176,12 @@ def _pil_bicubic(batch: torch.Tensor, size: int) -> torch.Tensor:
 register_protocol(Protocol(
     "dinov2", "torch bicubic resize with antialias to 224 of 0..255 values (EDM2's "
     "DINOv2Detector, resize_mode='torch'); the extractor divides by 255 and applies ImageNet "
-    "mean/std", _torch_bicubic, size=INPUT_SIZE))
+    "mean/std", _torch_bicubic, size=INPUT_SIZE, output="0..255"))
 register_protocol(Protocol(
     "dinov2-pil", "PIL bicubic resize of the uint8 image to 224 (dgm-eval; EDM2's "
     "resize_mode='pil'); the extractor divides by 255 and applies ImageNet mean/std",
-    _pil_bicubic, size=INPUT_SIZE))
+    _pil_bicubic, size=INPUT_SIZE, output="0..255"))
 for _name in DINOV2_CONFIGS:
     register_extractor(_name, dinov2_extractor(_name), default_protocol="dinov2",
-                       input_size=INPUT_SIZE)
+                       input_size=INPUT_SIZE, input_range="0..255")
 

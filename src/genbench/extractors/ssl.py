@@ -35,7 +35,7 @@ def _imagenet_bicubic(batch: torch.Tensor, size: int) -> torch.Tensor:
 
 register_protocol(Protocol(
     "imagenet-bicubic", "x/255, ImageNet mean/std, torch bicubic resize to 224 (RCG's MoCo v3 "
-    "input)", _imagenet_bicubic, size=224))
+    "input)", _imagenet_bicubic, size=224, output="ImageNet-normalised"))
 
 
 class _EncoderFeatures(nn.Module):
@@ -88,7 +88,8 @@ def _mocov3(name: str):
         return ModuleExtractor(_MoCoFeatures(network), name, network.config.rep_dim,
                                identity=f"{name}:{file_digest(path)}", device=device,
                                input_size=network.config.image_size,
-                               default_protocol="imagenet-bicubic")
+                               default_protocol="imagenet-bicubic",
+                               input_range="ImageNet-normalised")
     return factory
 
 
@@ -96,4 +97,4 @@ register_extractor("rcg-encoder", rcg_encoder, default_protocol="pytorch-fid",
                    input_size=ENCODER_SIZE)
 for _name in ("mocov3-vit-b", "mocov3-vit-l"):
     register_extractor(_name, _mocov3(_name), default_protocol="imagenet-bicubic",
-                       input_size=224)
+                       input_size=224, input_range="ImageNet-normalised")
