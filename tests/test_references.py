@@ -157,6 +157,25 @@ def test_edm2_pickle_is_read_without_running_code(published, tmp_path):
                                             r"names (posix|nt)\.system\)"):
         read_statistics_pickle(crafted)
     assert not (tmp_path / "ran").exists()
+    for protocol in (2, 3, 4, 5):  # Python 2-compatible bytes, native bytes, out-of-band
+        plain = tmp_path / f"p{protocol}.pkl"
+        plain.write_bytes(pickle.dumps({"fid": {"mu": mu, "sigma": sigma}}, protocol=protocol))
+        np.testing.assert_array_equal(read_statistics_pickle(plain)["fid"]["sigma"], sigma)
+    loop: list = []
+    loop.append(loop)  # a list holding itself: walked without recursion
+    (tmp_path / "loop.pkl").write_bytes(pickle.dumps({"x": loop}))
+    assert set(read_statistics_pickle(tmp_path / "loop.pkl")) == {"x"}
+    # numpy.ndarray called directly (uninitialised memory) and a 17 GB array are refused
+    direct = b"\x80\x02}X\x02\x00\x00\x00mucnumpy\nndarray\nK\x03\x85\x85Rs."
+    (tmp_path / "direct.pkl").write_bytes(direct)
+    with pytest.raises(GenbenchError, match=r"direct\.pkl: not a readable statistics pickle"):
+        read_statistics_pickle(tmp_path / "direct.pkl")
+    huge = (b"\x80\x02}X\x02\x00\x00\x00mucnumpy.core.multiarray\n_reconstruct\ncnumpy\n"
+            b"ndarray\nJ\x00\x00\x00\x7f\x85cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88"
+            b"\x87R\x87Rs.")
+    (tmp_path / "huge.pkl").write_bytes(huge)
+    with pytest.raises(GenbenchError, match=r"huge.pkl: refused.*an array of shape"):
+        read_statistics_pickle(tmp_path / "huge.pkl")
     objects = tmp_path / "objects.pkl"
     objects.write_bytes(pickle.dumps({"fid": {"mu": np.array([1, "a"], dtype=object)}}))
     with pytest.raises(GenbenchError, match="array of Python objects"):

@@ -29,6 +29,7 @@ edm2      EDM2's ``dataset-refs`` pickle: ``{"num_images": N, "fid": {"mu", "sig
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -163,50 +164,100 @@ def fetch(reference: Reference, *, download_missing: bool = True,
 # ---------------------------------------------------------------- reading
 
 
-# what a pickle of numpy arrays in dicts and lists names (numpy 1 and 2 spell the module
-# differently); nothing else is ever imported or called
-_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
-                  ("numpy._core.multiarray", "_reconstruct"),
-                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                  ("numpy", "ndarray"), ("numpy", "dtype")}
+# what a pickle of numpy arrays in dicts and lists names (numpy 1 and 2 spell the modules
+# differently; protocol 5 writes arrays with _frombuffer); nothing else is ever imported
+_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
+_ARRAY_GLOBALS = {*_RECONSTRUCT, ("numpy.core.multiarray", "scalar"),
+                  ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+                  ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"),
+                  ("numpy", "dtype"), ("_codecs", "encode")}
+MAX_PICKLE_ARRAY_BYTES = 2 << 30  # statistics of a 16k-d feature space fit 16 times over
+
+
+class _ArrayType:
+    """Stands for ``numpy.ndarray`` in a pickle: usable only as ``_reconstruct``'s first
+    argument, so a file cannot call ``ndarray(shape)`` for uninitialised memory."""
+
+
+def _reconstruct(subtype, shape, dtype):
+    if subtype is not _ArrayType:
+        raise pickle.UnpicklingError("_reconstruct of something other than an ndarray")
+    if not isinstance(shape, tuple) or any(not isinstance(n, int) or n < 0 for n in shape):
+        raise pickle.UnpicklingError(f"an array shape {shape!r}")
+    if math.prod(shape) * np.dtype(dtype).itemsize > MAX_PICKLE_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"an array of shape {shape} (more than statistics need)")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)  # (0,) in numpy's own pickles
+
+
+def _latin1(text, encoding):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes: latin-1 only."""
+    if encoding != "latin1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
+    return text.encode("latin1")
 
 
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ARRAY_GLOBALS:
             raise pickle.UnpicklingError(f"it names {module}.{name}")
+        if (module, name) in _RECONSTRUCT:
+            return _reconstruct
+        if module == "_codecs":
+            return _latin1
+        if name == "ndarray":
+            return _ArrayType
         # the module of the numpy that wrote the file, as the numpy here spells it
-        here = "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
-        return super().find_class(here if module.endswith("multiarray") else module, name)
+        here = "numpy._core" if hasattr(np, "_core") else "numpy.core"
+        return super().find_class(module.replace("numpy._core", here, 1)
+                                  .replace("numpy.core", here, 1), name)
 
 
 def read_statistics_pickle(path: str | Path) -> dict:
     """A pickle of statistics (EDM2's ``dataset-refs``), read with an unpickler that admits
-    numpy arrays of numbers, dicts, lists, strings and numbers only: a file that names any
-    other class or function is refused with one line, before anything in it runs."""
+    numpy arrays of numbers, dicts, lists, strings and numbers only (at most
+    ``MAX_PICKLE_ARRAY_BYTES`` of arrays): a file that names any other class or function is
+    refused with one line, before anything in it runs."""
     path = Path(path)
+    if path.stat().st_size > MAX_PICKLE_ARRAY_BYTES + (1 << 20):
+        raise GenbenchError(f"{path}: {path.stat().st_size:,} bytes; more than a statistics "
+                            "pickle holds")
     try:
         data = _ArraysOnly(io.BytesIO(path.read_bytes())).load()
     except pickle.UnpicklingError as exc:
         raise GenbenchError(f"{path}: refused: not a pickle of plain arrays ({exc}); genbench "
                             "reads statistics pickles without running code") from None
-    except (EOFError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise GenbenchError(f"{path}: not a readable statistics pickle ({exc})") from None
+    except (EOFError, ValueError, TypeError, IndexError, AttributeError, KeyError,
+            MemoryError, RecursionError, OverflowError) as exc:
+        raise GenbenchError(f"{path}: not a readable statistics pickle "
+                            f"({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise GenbenchError(f"{path}: holds a {type(data).__name__}, not a dict of statistics")
     _refuse_objects(data, path)
     return data
 
 
-def _refuse_objects(value, path: Path) -> None:
-    if isinstance(value, dict):
-        for item in value.values():
-            _refuse_objects(item, path)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _refuse_objects(item, path)
-    elif isinstance(value, np.ndarray) and value.dtype.hasobject:
-        raise GenbenchError(f"{path}: holds an array of Python objects; statistics are numbers")
+def _refuse_objects(data: dict, path: Path) -> None:
+    """Walk the loaded values (without recursion: a list may contain itself): arrays of
+    numbers only, in all at most MAX_PICKLE_ARRAY_BYTES."""
+    seen, stack, total = set(), [data], 0
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, np.ndarray):
+            if value.dtype.hasobject:
+                raise GenbenchError(f"{path}: holds an array of Python objects; statistics "
+                                    "are numbers")
+            total += value.nbytes
+            if total > MAX_PICKLE_ARRAY_BYTES:
+                raise GenbenchError(f"{path}: holds more than {MAX_PICKLE_ARRAY_BYTES:,} "
+                                    "bytes of arrays; more than statistics need")
 
 
 def load_reference(reference: Reference, path: Path) -> FeatureStatistics:
@@ -220,9 +271,14 @@ def load_reference(reference: Reference, path: Path) -> FeatureStatistics:
             raise GenbenchError(f"{path}: no {reference.entry!r} statistics (mu, sigma) in it; "
                                 f"it holds {', '.join(map(str, data))}")
         n = data.get("num_images")
-        stats = FeatureStatistics(np.asarray(part["mu"], np.float64),
-                                  np.asarray(part["sigma"], np.float64),
-                                  num_samples=int(n) if n is not None else None)
+        if n is not None and not isinstance(n, int | np.integer):
+            raise GenbenchError(f"{path}: num_images is a {type(n).__name__}, not a count")
+        try:
+            mu, sigma = (np.asarray(part[k], np.float64) for k in ("mu", "sigma"))
+        except (TypeError, ValueError) as exc:
+            raise GenbenchError(f"{path}: {reference.entry} mu/sigma are not numbers "
+                                f"({exc})") from None
+        stats = FeatureStatistics(mu, sigma, num_samples=int(n) if n is not None else None)
         stats.extra["notes"] = validate_statistics(stats, label)
     else:
         stats = load_statistics(path)
