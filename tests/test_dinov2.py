@@ -112,6 +112,13 @@ def test_loader_reads_the_official_layout_and_refuses_others(tiny, tmp_path, fre
     with pytest.raises(GenbenchError, match=r"partial.pth: not the dinov2-test weights \(1 "
                                             r"missing.*blocks.0.ls1.gamma"):
         d.load_dinov2(TINY.name, path=tmp_path / "partial.pth")
+    state = torch.load(path, weights_only=True)
+    state["register_tokens"] = torch.zeros(1, 4, 8)  # a *_reg4 file: another network
+    torch.save(state, tmp_path / "reg4.pth")
+    with pytest.raises(GenbenchError, match=r"reg4.pth: not the dinov2-test weights \(0 "
+                                            r"missing, 0 of other shapes, 1 unknown.*"
+                                            r"register_tokens"):
+        d.load_dinov2(TINY.name, path=tmp_path / "reg4.pth")
     with pytest.raises(GenbenchError, match=r"dinov2-vitl14 weights is not cached; download "
                                             r"https://dl\.fbaipublicfiles\.com/dinov2/"):
         d.load_dinov2("dinov2-vitl14", download=False)

@@ -422,9 +422,10 @@ class Evaluation:
         """An input that cannot give the other outputs a metric compares (features of
         another network; a statistics file without them) stops the run before any work."""
         stored = resolved.statistics.extra if resolved.statistics is not None else {}
+        stored_only = resolved.kind == "statistics" or (
+            resolved.kind == "adm-batch" and self.pipeline.uses_adm_statistics)
         for output in self.outputs:
-            if resolved.kind == "features" or (resolved.kind == "statistics"
-                                               and output not in stored):
+            if resolved.kind == "features" or (stored_only and output not in stored):
                 raise GenbenchError(
                     f"{resolved.label}: metric(s) {', '.join(self._needing([output]))} need "
                     f"{output} statistics, which {resolved.kind} cannot give; give images "

@@ -18,6 +18,7 @@ all-reduced.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -140,6 +141,9 @@ class _Groups(torch.utils.data.Dataset):
             return kept, images, skipped
         except GenbenchError as exc:
             return str(exc)
+        except Exception as exc:  # anything else: one line too, naming the images
+            first = self.source.location(self.groups[k][0])
+            return f"decoding the images from {first} failed ({type(exc).__name__}: {exc})"
 
 
 def _worker_init(_: int) -> None:
@@ -153,25 +157,32 @@ def _as_is(item):
 
 def _worker_stream(source: ImageSource, groups: list[list[int]], skip_bad: bool,
                    workers: int, protocol: Protocol | None):
+    # forked workers share the source as it is (no pickling, arrays copy-on-write)
     loader = torch.utils.data.DataLoader(
         _Groups(source, groups, skip_bad, protocol), batch_size=None, shuffle=False,
         num_workers=workers, worker_init_fn=_worker_init, collate_fn=_as_is,
-        prefetch_factor=2)
+        prefetch_factor=2, multiprocessing_context="fork")
     for item in loader:  # in order, whatever worker decoded it
         if isinstance(item, str):
             raise GenbenchError(item)
         yield item
 
 
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
+
+
 def load_stream(source: ImageSource, groups: list[list[int]], skip_bad: bool,
                 workers: int = 0, protocol: Protocol | None = None):
     """Decoded groups of images in order, as (kept indices, images, skipped locations):
-    with ``workers`` > 0 in that many processes, which also apply ``protocol`` when given
+    with ``workers`` > 0 in that many forked processes, which also apply ``protocol`` when given
     (then "images" is the protocol's float batch), else in one background thread (images
     only; a source that must stay in this process, e.g. a generator, is decoded there).
     The images are the same either way."""
-    if workers > 0 and source.parallel_load and len(groups) > 1:
+    if workers > 0 and source.parallel_load and len(groups) > 1 and _CAN_FORK:
         return _worker_stream(source, groups, skip_bad, workers, protocol)
+    if workers > 0 and not _CAN_FORK:
+        warnings.warn("--workers needs processes started by fork, which this platform lacks; "
+                      "decoding in one background thread instead", stacklevel=3)
     return _thread_stream(source, groups, skip_bad)
 
 

@@ -93,7 +93,7 @@ def load_statistics(path: str | os.PathLike) -> FeatureStatistics:
         stats.extra["spatial"] = FeatureStatistics(*spatial, num_samples=n,
                                                    protocol=stats.protocol,
                                                    label=f"{stats.label} (mu_s, sigma_s)")
-        validate_statistics(stats.extra["spatial"], f"{path} (mu_s, sigma_s)")
+        notes += validate_statistics(stats.extra["spatial"], f"{path} (mu_s, sigma_s)")
     return stats
 
 

@@ -13,9 +13,11 @@
   an MLP ``c_fc``/``c_proj`` with QuickGELU x·σ(1.702x)), ``ln_post`` on the class token and
   the projection ``proj``: ``encode_image``'s output (not normalised; CMMD normalises).
 * **Preprocessing** (protocol ``clip``): a centre crop to a square, PIL's bicubic resize of
-  the uint8 image to the network's size (OpenAI's ``Resize`` + ``CenterCrop``, clean-fid's
-  ``img_preprocess_clip``, CMMD's ``_center_crop_and_resize``), then /255 and CLIP's
-  mean/std (inside the extractor).
+  the uint8 image to the network's size, then /255 and CLIP's mean/std (inside the
+  extractor): CMMD's ``_center_crop_and_resize`` exactly; for square images also OpenAI's
+  ``Resize`` + ``CenterCrop`` and clean-fid's ``img_preprocess_clip``, which for other shapes
+  resize the short side first, then crop. OpenAI's and clean-fid's loaders run the network
+  in float16 on a GPU; genbench runs it in float32.
 
 OpenAI's files cannot be downloaded on genbench's build machines: the architecture and
 loader are tested with weights and a TorchScript archive the tests build, not the real ones.

@@ -74,16 +74,19 @@ class PatchEmbed(nn.Module):
 
 
 def load_checked(network: nn.Module, state: dict, where: str, what: str,
-                 prefix: str = "") -> nn.Module:
+                 prefix: str = "", strict: bool = True) -> nn.Module:
     """``network`` with the float32 weights of ``state`` (an official file's, names without
-    ``prefix``), in eval mode; a file that lacks a weight or has one of another shape is
-    refused with one line naming the first (with its name in the file)."""
+    ``prefix``), in eval mode; a file that lacks a weight, has one of another shape or
+    (``strict``) one the network does not have (e.g. DINOv2's register tokens of a ``_reg4``
+    file) is refused with one line naming the first (with its name in the file)."""
     own = network.state_dict()
     missing = sorted(set(own) - set(state))
     shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or shapes:
+    extra = sorted(set(state) - set(own)) if strict else []
+    if missing or shapes or extra:
         raise GenbenchError(f"{where}: not {what} ({len(missing)} missing, {len(shapes)} of "
-                            f"other shapes, e.g. {prefix + (missing or shapes)[0]!r})")
+                            f"other shapes, {len(extra)} unknown, e.g. "
+                            f"{prefix + (missing or shapes or extra)[0]!r})")
     network.load_state_dict({k: state[k].float() for k in own})
     return network.eval().requires_grad_(False)
 

@@ -167,7 +167,7 @@ def load_mocov3(name: str = "mocov3-vit-b", *, path: str | os.PathLike | None = 
     network = MoCoViT(entry.config)
     weights.setdefault("pos_embed", network.pos_embed)  # a buffer in some versions
     return load_checked(network, weights, str(path),
-                        f"a {entry.config.name} MoCo v3 encoder")
+                        f"a {entry.config.name} MoCo v3 encoder", strict=False)
 
 
 def _cached(entry: MoCoCheckpoint, download: bool) -> Path:
