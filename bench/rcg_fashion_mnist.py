@@ -12,7 +12,8 @@ directory, see ``genbench train rcg``):
    baselines with the same budget (full preset: the shipped ``fmnist-1rf`` and
    ``fmnist-1rf-cond``, 1,600 steps × 128 each; the smoke preset trains its own unconditional
    baseline at its budget), representation dropout 0.1.
-4. Full preset: reflow pairs of the RCG model (guided) and its 2-RF++ (config D): few-step RCG.
+4. Full preset: reflow pairs of the RCG model (guided) and its 2-RF++ (config D): few-step RCG
+   (after the table's many-step rows are scored: the table decides the criteria).
 5. Figures (tf protocol, real TF-FID Inception, samples = seeds 0..n-1, reference = the first
    n test images): the paper's Table 4 / 10 pattern at equal pixel budget (unconditional,
    RCG with τ ∈ guidances, class-conditional, RCG with oracle representations, few-step RCG
@@ -186,31 +187,9 @@ def main() -> None:
             timed("train baseline", lambda: train_flow(run, out / "uncond", quiet=args.quiet))
         uncond, cond = open_checkpoint(out / "uncond"), None
 
-    few, pair_meta = None, None
-    if p.num_pairs:
-        pair_sampler = p.sampler.with_options(guidance=p.pair_guidance)
-        # the pairs (tens of MB, not kept in git) are needed only until the student is done:
-        # their meta is kept beside them so a resumed run on another machine skips them
-        kept = out / "pair_meta.json"
-        if (out / "rcg-2rfpp" / "rcg.pt").is_file() and kept.is_file():
-            pair_meta = json.loads(kept.read_text())
-        else:
-            log(f"reflow pairs: {p.num_pairs} with {pair_sampler.describe()}")
-            pair_meta = timed("pairs", lambda: generate_pairs(
-                rcg, out / "pairs", num_pairs=p.num_pairs, sampler=pair_sampler,
-                progress=not args.quiet))
-            kept.write_text(json.dumps(pair_meta, indent=1))
-        student = PixelStage(engine(p.rf2_steps, p.pixel_batch, 0.999, every), p.net,
-                             recipe=RECIPES["D"], pairs=(str(out / "pairs"),),
-                             init=str(root / "rcg.pt"),
-                             sampler=replace(p.sampler, pixel=SamplerConfig("euler", 1)))
-        if not (out / "rcg-2rfpp" / "rcg.pt").is_file():
-            log(f"training the few-step RCG ({p.rf2_steps} steps)")
-            timed("train rcg-2rfpp", lambda: train_pixel(student, out / "rcg-2rfpp",
-                                                         quiet=args.quiet, half=True))
-        few = load_rcg(out / "rcg-2rfpp" / "rcg.pt")
-    if args.ship:
+    if args.ship:  # the many-step set now; the few-step one when it exists
         ship_sets(out, args.preset)
+    pair_meta = None
 
     rows = Rows(out, REFERENCE, args.quiet, borrow=p.borrow_rows)
     results: dict = {"preset": args.preset, "reference": REFERENCE, "protocol": "tf",
@@ -250,19 +229,26 @@ def main() -> None:
     oracle = OracleReps(train_reps, identity=f"train-reps:{rcg.encoder.sha256}",
                         name="oracle")
     table["rcg-oracle"] = rcg_row("rcg-oracle", rcg, p.sampler, reps=oracle)
-    if few is not None:
-        for k in (1, 2):
-            table[f"rcg-2rfpp-nfe{k}"] = rcg_row(f"rcg-2rfpp-nfe{k}", few,
-                                                 few.sampler.with_options(nfe=k))
     fid = {k: v["metrics"]["fid"]["value"] for k, v in table.items()}
     best = min((k for k in fid if k.startswith("rcg-tau")), key=fid.get)
     write(table={k: _summary_row(v) for k, v in table.items()}, criteria=criteria_of(fid, best, p))
 
-    # 2. the representations: linear probe, rep-FD, RDM ablation
+    # 2. the few-step RCG (pairs of the guided model, its 2-RF++) beside the table
+    few, pair_meta = few_step(p, out, root, rcg, timed, args.quiet)
+    if few is not None:
+        if args.ship:
+            ship_sets(out, args.preset)
+        for k in (1, 2):
+            table[f"rcg-2rfpp-nfe{k}"] = rcg_row(f"rcg-2rfpp-nfe{k}", few,
+                                                 few.sampler.with_options(nfe=k))
+        fid = {k: v["metrics"]["fid"]["value"] for k, v in table.items()}
+        write(table={k: _summary_row(v) for k, v in table.items()})
+
+    # 3. the representations: linear probe, rep-FD, RDM ablation
     write(representations=timed("representations", lambda: representation_figures(
         p, root, rcg, train_reps, args.quiet)))
 
-    # 3. the headline rows (headline_n vs headline_n)
+    # 4. the headline rows (headline_n vs headline_n)
     if p.headline_n:
         best_tau = float(best.removeprefix("rcg-tau"))
         headline = {"unconditional": flow_row("uncond", uncond, p.headline_n),
@@ -280,6 +266,35 @@ def main() -> None:
                         "criteria": criteria_of(hfid, best, p)})
     write(complete=True)
     print(json.dumps({"fid": fid, "criteria": results["criteria"]}, indent=1))
+
+
+def few_step(p: Preset, out: Path, root: Path, rcg, timed: Timings, quiet: bool):
+    """Reflow pairs of the guided RCG model, then its 2-RF++ pixel flow (config D): the
+    few-step RCG and the pairs' meta (None, None without pairs in the preset)."""
+    if not p.num_pairs:
+        return None, None
+    every = p.checkpoint_every
+    pair_sampler = p.sampler.with_options(guidance=p.pair_guidance)
+    # the pairs (tens of MB, not kept in git) are needed only until the student is done:
+    # their meta is kept beside them so a resumed run on another machine skips them
+    kept = out / "pair_meta.json"
+    if (out / "rcg-2rfpp" / "rcg.pt").is_file() and kept.is_file():
+        pair_meta = json.loads(kept.read_text())
+    else:
+        log(f"reflow pairs: {p.num_pairs} with {pair_sampler.describe()}")
+        pair_meta = timed("pairs", lambda: generate_pairs(
+            rcg, out / "pairs", num_pairs=p.num_pairs, sampler=pair_sampler,
+            progress=not quiet))
+        kept.write_text(json.dumps(pair_meta, indent=1))
+    student = PixelStage(engine(p.rf2_steps, p.pixel_batch, 0.999, every), p.net,
+                         recipe=RECIPES["D"], pairs=(str(out / "pairs"),),
+                         init=str(root / "rcg.pt"),
+                         sampler=replace(p.sampler, pixel=SamplerConfig("euler", 1)))
+    if not (out / "rcg-2rfpp" / "rcg.pt").is_file():
+        log(f"training the few-step RCG ({p.rf2_steps} steps)")
+        timed("train rcg-2rfpp", lambda: train_pixel(student, out / "rcg-2rfpp", quiet=quiet,
+                                                     half=True))
+    return load_rcg(out / "rcg-2rfpp" / "rcg.pt"), pair_meta
 
 
 def criteria_of(fid: dict[str, float], best: str, p: Preset) -> dict:
