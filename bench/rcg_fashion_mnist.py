@@ -13,7 +13,7 @@ directory, see ``genbench train rcg``):
    ``fmnist-1rf-cond``, 1,600 steps × 128 each; the smoke preset trains its own unconditional
    baseline at its budget), representation dropout 0.1.
 4. Full preset: reflow pairs of the RCG model (guided) and its 2-RF++ (config D): few-step RCG
-   (after the table's many-step rows are scored: the table decides the criteria).
+   (after the table's many-step rows and the representation figures, the cheaper phases).
 5. Figures (tf protocol, real TF-FID Inception, samples = seeds 0..n-1, reference = the first
    n test images): the paper's Table 4 / 10 pattern at equal pixel budget (unconditional,
    RCG with τ ∈ guidances, class-conditional, RCG with oracle representations, few-step RCG
@@ -233,7 +233,11 @@ def main() -> None:
     best = min((k for k in fid if k.startswith("rcg-tau")), key=fid.get)
     write(table={k: _summary_row(v) for k, v in table.items()}, criteria=criteria_of(fid, best, p))
 
-    # 2. the few-step RCG (pairs of the guided model, its 2-RF++) beside the table
+    # 2. the representations: linear probe, rep-FD, RDM ablation
+    write(representations=timed("representations", lambda: representation_figures(
+        p, root, rcg, train_reps, args.quiet)))
+
+    # 3. the few-step RCG (pairs of the guided model, its 2-RF++) beside the table
     few, pair_meta = few_step(p, out, root, rcg, timed, args.quiet)
     if few is not None:
         if args.ship:
@@ -243,10 +247,6 @@ def main() -> None:
                                                  few.sampler.with_options(nfe=k))
         fid = {k: v["metrics"]["fid"]["value"] for k, v in table.items()}
         write(table={k: _summary_row(v) for k, v in table.items()})
-
-    # 3. the representations: linear probe, rep-FD, RDM ablation
-    write(representations=timed("representations", lambda: representation_figures(
-        p, root, rcg, train_reps, args.quiet)))
 
     # 4. the headline rows (headline_n vs headline_n)
     if p.headline_n:
