@@ -467,10 +467,15 @@ def test_cas_scores_a_checkpoint_by_spec(tmp_path):
 
 
 def test_shipped_models_are_what_the_manifest_says(tmp_path):
-    from genbench.generators.zoo import SHIPPED
-    assert {"fmnist-1rf", "fmnist-2rfpp"} <= set(SHIPPED)
+    from genbench.generators.zoo import SHIPPED, open_checkpoint
+    assert {"fmnist-1rf", "fmnist-2rfpp", "fmnist-rcg"} <= set(SHIPPED)
     for name, entry in SHIPPED.items():
         assert entry.path.stat().st_size <= 8 * 2**20, name
+        if name.startswith("fmnist-rcg"):  # an RCG checkpoint set: encoder + RDM + flow
+            rcg = open_checkpoint(name)  # checked against the recorded sha256
+            assert rcg.sha256 == entry.sha256 and rcg.shape == (1, 28, 28)
+            assert rcg.rep_dim == 64 and not rcg.num_classes
+            continue
         model = open_model(name)  # checked against the recorded sha256
         assert model.sha256 == entry.sha256
         assert model.spec.shape == (1, 28, 28)
