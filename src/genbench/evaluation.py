@@ -71,7 +71,7 @@ class Pipeline:
         self.protocol: Protocol = get_protocol(self.config.protocol or default_protocol) \
             .at_size(size)
         takes = (self._extractor.input_range if self._extractor is not None
-                 else entry.input_range)
+                 else entry.input_range) or get_protocol(default_protocol).output
         if self.protocol.output != takes:  # the network would see other numbers
             raise GenbenchError(f"protocol {self.protocol.name!r} gives {self.protocol.output} "
                                 f"values, but extractor {self.extractor_name!r} takes {takes}; "

@@ -37,8 +37,9 @@ class FeatureExtractor(ABC):
     input_size: int = INCEPTION_SIZE
     #: the protocol used unless the user names another
     default_protocol: str = DEFAULT_PROTOCOL
-    #: the values it takes: a protocol must give these (``Protocol.output``)
-    input_range: str = "[-1, 1]"
+    #: the values it takes: a protocol must give these (``Protocol.output``); None: what
+    #: its default protocol gives
+    input_range: str | None = None
 
     @property
     @abstractmethod
@@ -216,7 +217,7 @@ class ModuleExtractor(FeatureExtractor):
                  classifier_weight: torch.Tensor | None = None,
                  input_size: int = INCEPTION_SIZE,
                  default_protocol: str = DEFAULT_PROTOCOL,
-                 input_range: str = "[-1, 1]") -> None:
+                 input_range: str | None = None) -> None:
         self.module = module.eval().requires_grad_(False).to(device)
         self.name, self.feature_dim = name, int(feature_dim)
         self.input_size, self.default_protocol = int(input_size), default_protocol
@@ -254,7 +255,7 @@ class ExtractorEntry:
     factory: Callable[..., FeatureExtractor]
     default_protocol: str = DEFAULT_PROTOCOL
     input_size: int = INCEPTION_SIZE
-    input_range: str = "[-1, 1]"
+    input_range: str | None = None  # None: what the default protocol gives
 
     def __call__(self, **options) -> FeatureExtractor:
         """The extractor, built with the options its factory takes (one written for fewer
@@ -273,11 +274,12 @@ DEFAULT_EXTRACTOR = "inception"
 def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
                        default_protocol: str = DEFAULT_PROTOCOL,
                        input_size: int = INCEPTION_SIZE,
-                       input_range: str = "[-1, 1]") -> None:
+                       input_range: str | None = None) -> None:
     """Make ``factory(weights=, device=, compile=, batch_size=, use_cache=, trust_pickle=)``
     available as ``--extractor name`` (a factory may ignore options it has no use for;
     ``use_cache=False`` must write nothing to the cache). ``input_range`` says which values
-    it takes: only protocols giving those are accepted with it."""
+    it takes (default: what ``default_protocol`` gives): only protocols giving those are
+    accepted with it."""
     EXTRACTORS.register(name, ExtractorEntry(factory, default_protocol, input_size,
                                              input_range))
 
