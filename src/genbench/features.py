@@ -294,7 +294,7 @@ def extract_statistics(source: ImageSource, protocol: Protocol, extractor: Featu
                 chunk_skipped = [str(s) for s in data["skipped"]]
                 bar.update(len(indices))
             else:
-                batches = itertools.islice(stream, len(_groups(list(indices), batch_size)))
+                batches = itertools.islice(stream, -(-len(indices) // batch_size))
                 arrays, kept, chunk_skipped = _extract_chunk(batches, protocol, extractor,
                                                              bar, outputs)
                 extracted += len(kept)

@@ -35,9 +35,9 @@ from PIL import Image
 from torch import nn
 
 from genbench.errors import GenbenchError
-from genbench.extractors import ModuleExtractor, register_extractor
-from genbench.extractors.vit import Normalised, load_checked
-from genbench.fileio import cache_dir, fetch_once, file_digest
+from genbench.extractors import register_extractor
+from genbench.extractors.vit import load_checked, official_extractor
+from genbench.fileio import cache_dir, fetch_once
 from genbench.protocols import Protocol, register_protocol
 from genbench.registry import Registry
 
@@ -121,6 +121,14 @@ class CLIPVisual(nn.Module):
         self.ln_post = nn.LayerNorm(w)
         self.proj = nn.Parameter(torch.zeros(w, config.embed_dim))
 
+    @property
+    def feature_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def input_size(self) -> int:
+        return self.config.image_size
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.conv1(x).flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(tokens.dtype).expand(len(x), 1, -1)
@@ -153,15 +161,7 @@ def load_clip(name: str = "clip-vit-l14-336", *, path: str | os.PathLike | None 
 
 
 def clip_extractor(name: str):
-    def factory(weights: str | None = None, device: str | torch.device = "cpu",
-                **_: object) -> ModuleExtractor:
-        network, path = load_clip(name, path=weights)
-        return ModuleExtractor(Normalised(network, CLIP_MEAN, CLIP_STD), name,
-                               network.config.embed_dim,
-                               identity=f"{name}:{file_digest(path)[:16]}", device=device,
-                               input_size=network.config.image_size, default_protocol="clip",
-                               input_range="0..255")
-    return factory
+    return official_extractor(name, load_clip, CLIP_MEAN, CLIP_STD, "clip")
 
 
 def _centre_crop_pil_bicubic(batch: torch.Tensor, size: int) -> torch.Tensor:

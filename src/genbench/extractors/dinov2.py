@@ -39,16 +39,16 @@ from PIL import Image
 from torch import nn
 
 from genbench.errors import GenbenchError
-from genbench.extractors import ModuleExtractor, register_extractor
+from genbench.extractors import register_extractor
 from genbench.extractors.vit import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Block,
-    Normalised,
     PatchEmbed,
     load_checked,
+    official_extractor,
 )
-from genbench.fileio import cache_dir, fetch_once, file_digest
+from genbench.fileio import cache_dir, fetch_once
 from genbench.protocols import Protocol, register_protocol
 from genbench.registry import Registry
 
@@ -96,6 +96,12 @@ class DinoViT(nn.Module):
         self.blocks = nn.ModuleList(Block(config.width, config.heads, config.mlp_ratio,
                                           layer_scale=True) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.width
+
+    input_size = INPUT_SIZE  # what its protocols give
 
     def positions(self, rows: int, cols: int) -> torch.Tensor:
         """The position embedding for a rows × cols patch grid (DINOv2's
@@ -151,15 +157,7 @@ def load_dinov2(name: str = "dinov2-vitl14", *, path: str | os.PathLike | None =
 
 
 def dinov2_extractor(name: str):
-    def factory(weights: str | None = None, device: str | torch.device = "cpu",
-                **_: object) -> ModuleExtractor:
-        network, path = load_dinov2(name, path=weights)
-        return ModuleExtractor(Normalised(network, IMAGENET_MEAN, IMAGENET_STD), name,
-                               network.config.width,
-                               identity=f"{name}:{file_digest(path)[:16]}", device=device,
-                               input_size=INPUT_SIZE, default_protocol="dinov2",
-                               input_range="0..255")
-    return factory
+    return official_extractor(name, load_dinov2, IMAGENET_MEAN, IMAGENET_STD, "dinov2")
 
 
 def _torch_bicubic(batch: torch.Tensor, size: int) -> torch.Tensor:

@@ -103,3 +103,21 @@ class Normalised(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network((x / 255.0 - self.mean) / self.std)
+
+
+def official_extractor(name: str, load, mean: tuple[float, ...], std: tuple[float, ...],
+                       protocol: str):
+    """The extractor factory of a network read from an official file: ``load(name, path=)``
+    gives (network, file); features of the 0..255 values the protocol gives, normalised;
+    the file's sha256 keys the cache."""
+    from genbench.extractors import ModuleExtractor
+    from genbench.fileio import file_digest
+
+    def factory(weights: str | None = None, device: str | torch.device = "cpu",
+                **_: object) -> ModuleExtractor:
+        network, path = load(name, path=weights)
+        return ModuleExtractor(Normalised(network, mean, std), name, network.feature_dim,
+                               identity=f"{name}:{file_digest(path)[:16]}", device=device,
+                               input_size=network.input_size, default_protocol=protocol,
+                               input_range="0..255")
+    return factory
