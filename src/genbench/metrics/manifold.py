@@ -344,11 +344,11 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.T
     """As ``_kth_radii`` (exact), from screened tiles. Each row keeps its k + 1 + extra
     nearest screened candidates (each tile is computed once, for its rows and, transposed,
     for its columns). With v ± b a kept value and its error bound, and U the (k+1)-th
-    smallest v + b of the row, the k + 1 nearest are among the candidates with v − b ≤ U,
-    provided the last kept one lies beyond U by more than any dropped candidate's bound
-    (then no dropped candidate can be nearer): those are re-measured exactly and the (k+1)-th
-    taken. Rows without that proof (e.g. more than k + extra duplicates) are redone exactly
-    against all rows."""
+    smallest v + b of the row, only the candidates with v − b ≤ U can be among the k + 1
+    nearest kept: those are re-measured exactly and the (k+1)-th, D, taken. D is the radius
+    if the last kept value lies beyond D by more than any dropped candidate's bound (then no
+    dropped candidate can be nearer). Rows without that proof (e.g. more than k + extra
+    duplicates) are redone exactly against all rows."""
     n, device = s.n, s.exact.device
     keep = min(n, k + 1 + _EXTRA_CANDIDATES[s.dtype])
     vals = torch.full((n, keep), float("inf"), dtype=torch.float32, device=device)
@@ -365,18 +365,24 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.T
     v = vals.double()
     bound = tol * (s.norms[:, None] + s.norms[idx])  # error bound of each kept value
     # at least k + 1 kept candidates are truly within `upper`: only those whose lower
-    # bound is within it can be among the k + 1 nearest ...
+    # bound is within it can be among the k + 1 nearest; they are re-measured exactly
     upper = (v + bound).kthvalue(k + 1, dim=1).values
-    # ... and none that was dropped can, if the last kept value is beyond it by the
-    # largest bound a dropped candidate can have
-    proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
-        v[:, keep - 1] - tol * (s.norms + s.norms.max()) > upper
-    # rows without that proof have all their kept candidates re-measured: k + 1 of them at
-    # distance exactly 0 (duplicates) prove a radius of 0, nothing being nearer
-    rows, cols = ((v - bound <= upper[:, None]) | ~proven[:, None]).nonzero(as_tuple=True)
     exact = torch.full((n, keep), float("inf"), dtype=torch.float64, device=device)
-    exact[rows, cols] = _exact_pair_distances(s.exact, s.exact, rows, idx[rows, cols])
-    kth = exact.sort(dim=1).values[:, k]
+
+    def remeasure(mask: torch.Tensor) -> torch.Tensor:
+        rows, cols = mask.nonzero(as_tuple=True)
+        exact[rows, cols] = _exact_pair_distances(s.exact, s.exact, rows, idx[rows, cols])
+        return exact.kthvalue(k + 1, dim=1).values
+
+    kth = remeasure(v - bound <= upper[:, None])
+    # no dropped candidate can be nearer than the (k+1)-th of those if the last kept value
+    # lies beyond it by the largest bound a dropped candidate can have
+    proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
+        v[:, keep - 1] - tol * (s.norms + s.norms.max()) > kth
+    if not bool(proven.all()):
+        # rows without that proof have all their kept candidates re-measured: k + 1 of them
+        # at distance exactly 0 (duplicates) prove a radius of 0, nothing being nearer
+        kth = remeasure(~proven[:, None] & exact.isinf())
     radii = _rounded_distances(kth)
     redo = (~proven & (kth > 0)).nonzero(as_tuple=True)[0]
     if redo.numel() > _REDO_ALL_ROWS * n:  # one symmetric exact pass (each tile once)
