@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -89,6 +90,20 @@ def run_one(method: str, n: int, dim: int, k: int, block_size: int, family: str,
             _max_rss_mb() - baseline, "values": {k_: float(v) for k_, v in values.items()}}
 
 
+def _machine() -> dict:
+    """What decides the genbench screen's speed: native bfloat16 matmuls (AVX512-BF16 / AMX)
+    or float32, and the CPU."""
+    import torch
+
+    from genbench.precision import fast_bfloat16
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    return {"cpus": os.cpu_count(), "torch": torch.__version__,
+            "screen": "bfloat16" if fast_bfloat16(torch.device("cpu")) else "float32",
+            "cpu_flags": sorted({f for f in flags if f in ("avx2", "avx512f", "avx512_bf16",
+                                                            "amx_bf16")})}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
@@ -136,7 +151,7 @@ def main() -> None:
                                max(r["peak_rss_above_baseline_mb"] for r in rs),
                            "values": rs[0]["values"], "python": pythons[method]}
     g, p = results["genbench"], results["prdc"]
-    record = {"family": args.family, "files": args.files,
+    record = {"family": args.family, "files": args.files, "machine": _machine(),
               "n": args.n, "dim": args.dim, "k": args.k, "block_size": args.block_size,
               "repeats": args.repeats, "seconds": "median over the repeats",
               "peak_rss": "largest over the repeats",
