@@ -128,3 +128,45 @@ def test_cpu_slices_give_the_features_of_the_whole_batch(weights, reference_net)
     assert sliced.shape == (CPU_SLICE + 3, 2048)
     assert (sliced - whole).abs().max() / whole.abs().max() < 1e-6
     assert (sliced - ref).abs().max() / ref.abs().max() < 1e-5
+
+
+def test_bfloat16_precision_is_another_feature_space(monkeypatch, fresh_cache):
+    """--precision bfloat16: close to the float32 features but not equal, so it is another
+    identity (cache key, records) and a float32 reference is refused beside it."""
+    import genbench.evaluation as evaluation
+    from genbench.config import ExtractionConfig
+    from genbench.evaluation import Evaluation, Pipeline
+    from genbench.extractors import InceptionExtractor
+
+    x = torch.rand(3, 3, 299, 299, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    f32 = InceptionExtractor(compile=False)
+    b16 = InceptionExtractor(compile=False, precision="bfloat16")
+    a, b = f32(x), b16(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape == (3, 2048)
+    rel = float((a - b).abs().max() / a.abs().max())
+    assert 1e-4 < rel < 0.1, rel  # bfloat16's 8 bits: percent-level, never equal
+    assert b16.identity == f32.identity + ":bfloat16"
+
+    monkeypatch.setattr(evaluation, "fast_bfloat16", lambda device: True)
+    images = (np.random.default_rng(0).random((12, 16, 16, 3)) * 255).astype(np.uint8)
+    config = ExtractionConfig(precision="bfloat16", progress=False, compile=False)
+    run = Pipeline(config).statistics(images)
+    assert run.statistics.extractor.endswith(":bfloat16")
+    ref = Pipeline(ExtractionConfig(progress=False, compile=False)).statistics(images[::-1])
+    with pytest.raises(GenbenchError, match="recompute one of them"):
+        Evaluation(ref.statistics, metrics="fid", config=config).score(images)
+
+
+def test_bfloat16_precision_refused_where_it_does_not_pay(monkeypatch):
+    import genbench.evaluation as evaluation
+    from genbench.config import ExtractionConfig
+    from genbench.evaluation import Pipeline
+
+    with pytest.raises(GenbenchError, match="--precision must be one of float32, bfloat16"):
+        ExtractionConfig(precision="float16")
+    monkeypatch.setattr(evaluation, "fast_bfloat16", lambda device: False)
+    with pytest.raises(GenbenchError, match="no native bfloat16 matmuls"):
+        Pipeline(ExtractionConfig(precision="bfloat16"))
+    monkeypatch.setattr(evaluation, "fast_bfloat16", lambda device: True)
+    with pytest.raises(GenbenchError, match="'clip-vit-b32' runs in float32 only"):
+        Pipeline(ExtractionConfig(precision="bfloat16", extractor="clip-vit-b32"))

@@ -29,6 +29,7 @@ from genbench.errors import GenbenchError
 from genbench.extractors import EXTRACTORS, FeatureExtractor, InceptionExtractor
 from genbench.features import FeatureRun, extract_statistics
 from genbench.metrics.fid import FewSamplesWarning
+from genbench.precision import fast_bfloat16
 from genbench.protocols import Protocol, get_protocol
 from genbench.references import recorded_protocol
 from genbench.resolve import InputLike, ResolvedInput, ResolveOptions, resolve_input
@@ -70,6 +71,7 @@ class Pipeline:
             default_protocol, size = entry.default_protocol, entry.input_size
         self.protocol: Protocol = get_protocol(self.config.protocol or default_protocol) \
             .at_size(size)
+        self._check_precision()
         takes = (self._extractor.input_range if self._extractor is not None
                  else entry.input_range) or get_protocol(default_protocol).output
         if self.protocol.output != takes:  # the network would see other numbers
@@ -78,13 +80,36 @@ class Pipeline:
                                 f"use its protocol ({default_protocol!r}) or another giving "
                                 f"{takes}")
 
+    def _check_precision(self) -> None:
+        """A reduced precision only where the extractor offers it and the device runs it
+        natively (elsewhere it would be slower than float32, and less exact): one line,
+        before any work."""
+        precision = self.config.precision
+        if precision == "float32":
+            return
+        offered = self._extractor.precisions if self._extractor is not None \
+            else getattr(EXTRACTORS[self.extractor_name].factory, "precisions", ("float32",))
+        if precision not in offered:
+            raise GenbenchError(f"--precision {precision}: extractor {self.extractor_name!r} "
+                                "runs in float32 only; drop --precision")
+        if self._extractor is not None and self._extractor.precision != precision:
+            raise GenbenchError(f"--precision {precision}: the extractor instance given runs "
+                                f"in {self._extractor.precision}; build it with "
+                                f"precision={precision!r}")
+        if not fast_bfloat16(self.device):
+            raise GenbenchError(f"--precision {precision}: {self.device.type} here has no "
+                                "native bfloat16 matmuls (AVX512-BF16 / AMX CPUs, GPUs), so it "
+                                "would be slower than float32; drop --precision")
+
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
             c = self.config
+            options = {"precision": c.precision} if c.precision != "float32" else {}
             self._extractor = EXTRACTORS.lookup(self.extractor_name)(
                 weights=c.weights, device=self.device, compile=c.compile,
-                batch_size=c.batch_size, use_cache=c.use_cache, trust_pickle=c.trust_pickle)
+                batch_size=c.batch_size, use_cache=c.use_cache, trust_pickle=c.trust_pickle,
+                **options)
         return self._extractor
 
     @property

@@ -48,6 +48,9 @@ class FeatureExtractor(ABC):
 
     #: other features the same pass gives (name -> dimension), for ``extract``
     extra_outputs: ClassVar[dict[str, int]] = {}
+    #: the arithmetic precisions it can run in (``ExtractionConfig.precision``), and its own
+    precisions: ClassVar[tuple[str, ...]] = ("float32",)
+    precision: str = "float32"
 
     @abstractmethod
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
@@ -110,11 +113,16 @@ class InceptionExtractor(FeatureExtractor):
     name = "inception-v3-tf-2015-12-05"
     feature_dim = FEATURE_DIM
     extra_outputs: ClassVar[dict[str, int]] = {"spatial": SPATIAL_DIM}
+    precisions: ClassVar[tuple[str, ...]] = ("float32", "bfloat16")
 
     def __init__(self, weights: str | None = None, device: str | torch.device = "cpu",
                  compile: str | bool = "auto", batch_size: int = 50,
                  fold_batch_norm: bool = True, use_cache: bool = True,
-                 trust_pickle: bool = False) -> None:
+                 trust_pickle: bool = False, precision: str = "float32") -> None:
+        if precision not in self.precisions:
+            raise GenbenchError(f"precision must be one of {', '.join(self.precisions)}, got "
+                                f"{precision!r}")
+        self.precision = precision
         self.weights: InceptionWeights = load_inception_weights(
             weights, cache=use_cache, trust_pickle=trust_pickle)
         self._device = torch.device(device)
@@ -147,7 +155,9 @@ class InceptionExtractor(FeatureExtractor):
 
     @property
     def identity(self) -> str:
-        return f"{self.name}:{self.weights.source_sha256[:16]}"
+        """Keys the cache and is recorded: bfloat16 features are another feature space."""
+        suffix = "" if self.precision == "float32" else f":{self.precision}"
+        return f"{self.name}:{self.weights.source_sha256[:16]}{suffix}"
 
     @property
     def weights_sha256(self) -> str | None:
@@ -197,10 +207,12 @@ class InceptionExtractor(FeatureExtractor):
         """The network on ``x``: (pool3,) or (pool3, spatial); an eager network on a CPU
         in slices of CPU_SLICE images."""
         forward = self._forward_spatial if spatial else self._forward
-        if self.compiled or self._device.type != "cpu" or len(x) <= CPU_SLICE:
-            slices = [forward(x)]
-        else:
-            slices = [forward(part) for part in x.split(CPU_SLICE)]
+        with torch.autocast(self._device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bfloat16"):
+            if self.compiled or self._device.type != "cpu" or len(x) <= CPU_SLICE:
+                slices = [forward(x)]
+            else:
+                slices = [forward(part) for part in x.split(CPU_SLICE)]
         slices = [out if isinstance(out, tuple) else (out,) for out in slices]
         return tuple(torch.cat(column) for column in zip(*slices, strict=True))
 
