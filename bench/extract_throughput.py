@@ -68,15 +68,16 @@ def run_pytorch_fid(files: list[str], batch_size: int, workers: int) -> tuple[np
     return acts, time.perf_counter() - start
 
 
-def run_genbench(folder: Path, batch_size: int, compile_flag: bool, cache: Path) -> tuple[
-        np.ndarray, float]:
+def run_genbench(folder: Path, batch_size: int, compile_flag: bool, cache: Path,
+                 precision: str = "float32") -> tuple[np.ndarray, float]:
     from genbench.config import ExtractionConfig
     from genbench.evaluation import Pipeline
 
     os.environ["GENBENCH_CACHE"] = str(cache)
     start = time.perf_counter()
     evaluator = Pipeline(ExtractionConfig(protocol="pytorch-fid", batch_size=batch_size,
-                                          compile=compile_flag, progress=False))
+                                          compile=compile_flag, progress=False,
+                                          precision=precision))
     run = evaluator.statistics(str(folder))
     seconds = time.perf_counter() - start
     return np.concatenate(list(run.iter_features())), seconds
@@ -93,6 +94,9 @@ def main() -> None:
                         help="genbench's eager rows, one per batch size (comma-separated)")
     parser.add_argument("--compile", action="store_true",
                         help="also the torch.compile rows (cold and warm compiler cache)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also a --precision bfloat16 row (other features: its FID error "
+                             "is bench/extract_precision.py's)")
     parser.add_argument("--json")
     args = parser.parse_args()
     batches = [int(b) for b in args.genbench_batches.split(",")]
@@ -106,14 +110,17 @@ def main() -> None:
 
         ref, t_ref = run_pytorch_fid(files, args.batch_size, args.workers)
         results = {"pytorch-fid": {"seconds": t_ref, "images_per_s": args.images / t_ref}}
-        rows = [(f"genbench eager (BN folded, channels-last), batch {b}", b, False)
+        rows = [(f"genbench eager (BN folded, channels-last), batch {b}", b, False, "float32")
                 for b in batches]
         if args.compile:
             rows += [(f"genbench compiled, {state} compiler cache, batch {args.batch_size}",
-                      args.batch_size, True) for state in ("cold", "warm")]
-        for label, batch, flag in rows:
+                      args.batch_size, True, "float32") for state in ("cold", "warm")]
+        if args.bfloat16:
+            rows.append((f"genbench eager --precision bfloat16, batch {batches[0]}",
+                         batches[0], False, "bfloat16"))
+        for label, batch, flag, precision in rows:
             feats, seconds = run_genbench(tmp / "images", batch, flag,
-                                          tmp / f"cache-{len(results)}")
+                                          tmp / f"cache-{len(results)}", precision)
             rel = float(np.abs(feats - ref).max() / np.abs(ref).max())
             results[label] = {"seconds": seconds, "images_per_s": args.images / seconds,
                               "speedup_vs_pytorch_fid": t_ref / seconds,
