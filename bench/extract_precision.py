@@ -47,16 +47,15 @@ def main() -> None:
                 "recall": result.metrics["pr"]["recall"], "extractor": result.extractor}
             print(precision, spec, json.dumps(rows[spec][precision]), flush=True)
         print(f"{precision}: {time.perf_counter() - start:.0f} s (float32 sets may be cached)")
-    for spec in [REFERENCE, *args.samples]:
+    def max_rel_diff(spec: str) -> float:
         a, b = features[spec, "float32"], features[spec, "bfloat16"]
-        diff = float(np.abs(a - b).max() / np.abs(a).max())
-        if spec in rows:
-            r = rows[spec]
-            r["fid_difference"] = r["bfloat16"]["fid"] - r["float32"]["fid"]
-            r["fid_relative_difference"] = r["fid_difference"] / r["float32"]["fid"]
-            r["feature_max_rel_diff"] = diff
-        else:
-            reference_diff = diff
+        return float(np.abs(a - b).max() / np.abs(a).max())
+
+    reference_diff = max_rel_diff(REFERENCE)
+    for spec, r in rows.items():
+        r["fid_difference"] = r["bfloat16"]["fid"] - r["float32"]["fid"]
+        r["fid_relative_difference"] = r["fid_difference"] / r["float32"]["fid"]
+        r["feature_max_rel_diff"] = max_rel_diff(spec)
     record = {"num_images": args.num_images, "reference": REFERENCE, "protocol": "tf",
               "reference_feature_max_rel_diff": reference_diff, "rows": rows,
               "largest_fid_difference": max(abs(r["fid_difference"]) for r in rows.values()),

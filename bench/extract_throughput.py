@@ -100,6 +100,11 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     batches = [int(b) for b in args.genbench_batches.split(",")]
+    if args.bfloat16:
+        from genbench.precision import fast_bfloat16
+
+        if not fast_bfloat16(torch.device("cpu")):
+            parser.error("--bfloat16: this CPU has no native bfloat16 matmuls")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -155,6 +155,13 @@ def test_bfloat16_precision_is_another_feature_space(monkeypatch, fresh_cache):
     ref = Pipeline(ExtractionConfig(progress=False, compile=False)).statistics(images[::-1])
     with pytest.raises(GenbenchError, match="recompute one of them"):
         Evaluation(ref.statistics, metrics="fid", config=config).score(images)
+    # statistics that record no network (pytorch-fid's .npz, ref:NAME) are refused beside it
+    stats_file = fresh_cache.parent / "pytorch-fid-stats.npz"
+    np.savez(stats_file, mu=ref.statistics.mu, sigma=ref.statistics.sigma)
+    with pytest.raises(GenbenchError, match="records no network, so it cannot be checked"):
+        Evaluation(str(stats_file), metrics="fid", config=config).score(images)
+    assert np.isfinite(Evaluation(str(stats_file), metrics="fid", config=ExtractionConfig(
+        progress=False, compile=False)).score(images).metrics["fid"]["value"])
 
 
 def test_bfloat16_precision_refused_where_it_does_not_pay(monkeypatch):

@@ -392,3 +392,17 @@ def test_non_finite_features_rejected():
         prdc(np.zeros((10, 3)), x, 3)
     with pytest.raises(GenbenchError, match="needs more than 3 samples"):
         knn_radii(np.zeros((3, 2)), 3)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_mixed_outside_the_screens_range_equals_float64(scale):
+    """Features whose squared norms overflow (or underflow) float32 cannot be screened in it:
+    the float64 path is taken and the values stay exact (the screen once gave density 13
+    instead of 0.76 at 1e20)."""
+    rng = np.random.default_rng(0)
+    real = (rng.standard_normal((300, 8)) * scale).astype(np.float32)
+    fake = (rng.standard_normal((300, 8)) * scale + 0.1 * scale).astype(np.float32)
+    exact = prdc(real, fake, 5, dtype="float64")
+    assert prdc(real, fake, 5) == exact
+    assert 0.5 < exact.density < 1.5
+    assert np.array_equal(knn_radii(real, 5), knn_radii(real, 5, dtype="float64"))

@@ -133,8 +133,9 @@ class Pipeline:
     @property
     def uses_adm_statistics(self) -> bool:
         """Whether an ADM reference batch's stored mu/sigma serve FID here: they are TF
-        Inception pool3 statistics of images resized as the ``tf`` protocol does."""
-        return self.is_inception and self.protocol.name == "tf"
+        Inception pool3 statistics (float32) of images resized as the ``tf`` protocol does."""
+        return self.is_inception and self.protocol.name == "tf" \
+            and self.config.precision == "float32"
 
     def resolve(self, spec: InputLike, num_images: int | None = None, *,
                 with_labels: bool = False) -> ResolvedInput:
@@ -433,6 +434,12 @@ class Evaluation:
             (dim_s, id_s), (dim_r, id_r) = (self.pipeline.feature_space(r)
                                             for r in (resolved, ref))
             _check_spaces((resolved.label, dim_s, id_s), (ref.label, dim_r, id_r))
+            precision = self.pipeline.config.precision
+            if precision != "float32" and (id_s is None) != (id_r is None):
+                unknown = resolved.label if id_s is None else ref.label
+                raise GenbenchError(f"{unknown}: records no network, so it cannot be checked "
+                                    f"against --precision {precision} features (it was most "
+                                    "likely made in float32); drop --precision, or give images")
         self._runnable(resolved.kind != "statistics", ref.kind != "statistics",
                        resolved.label, ref.label)
         self._check_outputs(resolved)

@@ -54,8 +54,8 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="the network's arithmetic. bfloat16 (TF-FID Inception, on CPUs "
                             "with AVX512-BF16/AMX and on GPUs): about 2x faster, but other "
-                            "features: its FID is not comparable with float32 numbers (see the "
-                            "README, Speed)")
+                            "features: none of its metrics (FID, IS, ...) compare with float32 "
+                            "numbers or published ones (see the README, Speed)")
     group.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                        help="images per cached chunk: the unit of resuming and of the split "
                             f"across torchrun processes (default {CHUNK_SIZE})")

@@ -11,6 +11,7 @@ Inception's ``spatial`` features for sFID), which ``extract(batch, outputs)`` re
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import shutil
 import warnings
@@ -207,8 +208,8 @@ class InceptionExtractor(FeatureExtractor):
         """The network on ``x``: (pool3,) or (pool3, spatial); an eager network on a CPU
         in slices of CPU_SLICE images."""
         forward = self._forward_spatial if spatial else self._forward
-        with torch.autocast(self._device.type, dtype=torch.bfloat16,
-                            enabled=self.precision == "bfloat16"):
+        with torch.autocast(self._device.type, dtype=torch.bfloat16) \
+                if self.precision == "bfloat16" else contextlib.nullcontext():
             if self.compiled or self._device.type != "cpu" or len(x) <= CPU_SLICE:
                 slices = [forward(x)]
             else:

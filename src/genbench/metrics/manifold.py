@@ -203,6 +203,8 @@ def knn_radii(features, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
     device = resolve_device(device, features)
     x = as_feature_tensor("features", features, device, _TENSOR_DTYPES[mode])
     _check_size("samples", x.shape[0], k)
+    if mode == "mixed" and not _screenable(x, block_size=block_size):
+        mode, x = "float64", x.double()
     if mode == "mixed":
         with _HighestFloat32Matmul():
             screen, _, tol = _screens(x, None, block_size)
@@ -289,6 +291,25 @@ class _Screen:
             return d2.addmm_(self.low[rows], other.low[cols].T, alpha=-2.0)
         # bfloat16 product (float32 accumulation, bfloat16 output), float32 sum
         return d2.sub_(self.low[rows] @ other.low[cols].T, alpha=2.0)
+
+
+# Squared norms the low-precision screens handle: below the largest, 4·||x||² (a tile value's
+# magnitude) stays finite in float32 and bfloat16; above the smallest nonzero one, products
+# that underflow (absolute errors below d·2⁻¹⁴⁹) stay far inside the relative error bound.
+_SCREEN_NORMS = (1e-30, 1e37)
+
+
+def _screenable(*sets: torch.Tensor, block_size: int) -> bool:
+    """Whether every nonzero squared norm lies in ``_SCREEN_NORMS``: elsewhere (features
+    scaled beyond float32's range, or nearly all zeros) the screens' bounds do not hold, and
+    the float64 path is taken."""
+    low, high = _SCREEN_NORMS
+    for x in sets:
+        norms = _exact_norms(x, block_size)
+        nonzero = norms[norms > 0]
+        if float(norms.max()) > high or (nonzero.numel() and float(nonzero.min()) < low):
+            return False
+    return True
 
 
 def _screens(x_real: torch.Tensor, x_fake: torch.Tensor | None, block_size: int
@@ -378,7 +399,7 @@ def _kth_radii_mixed(s: _Screen, k: int, block_size: int, tol: float) -> torch.T
     # no dropped candidate can be nearer than the (k+1)-th of those if the last kept value
     # lies beyond it by the largest bound a dropped candidate can have
     proven = torch.ones(n, dtype=torch.bool, device=device) if keep == n else \
-        v[:, keep - 1] - tol * (s.norms + s.norms.max()) > kth
+        (v[:, keep - 1] - tol * (s.norms + s.norms.max()) > kth) & v[:, keep - 1].isfinite()
     if not bool(proven.all()):
         # rows without that proof have all their kept candidates re-measured: k + 1 of them
         # at distance exactly 0 (duplicates) prove a radius of 0, nothing being nearer
@@ -660,6 +681,8 @@ def _manifold(real, fake, k: int, comparison: str, block_size: int, device, dtyp
         _check_size("fake samples", n_fake, k)
 
     inside = torch.lt if comparison == "<" else torch.le
+    if mode == "mixed" and not _screenable(x_real, x_fake, block_size=block_size):
+        mode, x_real, x_fake = "float64", x_real.double(), x_fake.double()
     if mode == "mixed":
         with _HighestFloat32Matmul():
             return _manifold_mixed(x_real, x_fake, k, inside, block_size, need_recall)
