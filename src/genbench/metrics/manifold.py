@@ -50,9 +50,10 @@ Conventions, all as ``prdc.compute_prdc`` and torch-fidelity:
   (distances concentrated at the radii) that the whole tile is computed exactly as one
   float64 GEMM tile, as the float64 path: no input costs much more than one exact pass. A
   probe tile checked against exact distances guards the arithmetic the bound assumes
-  (falling back to float32). Self-distance tiles are computed once for both their rows and
-  columns, in every mode. Numbers: bench/prdc_speed.py (one run per data family) and the
-  README.
+  (falling back to float32). Features whose squared norms leave float32's range (beyond
+  ~1e37, or nonzero below 1e-30) take the float64 path. Self-distance tiles are computed
+  once for both their rows and columns, in every mode. Numbers: bench/prdc_speed.py (one
+  run per data family) and the README.
 * ``dtype="float64"`` computes every tile in float64 (the reference path). ``dtype="float32"``
   computes the tiles in float32 with no rechecks: samples lying within ~1e-6 relative of a
   ball's boundary can flip, and exact ties between non-duplicate points are not decided
