@@ -104,13 +104,18 @@ class Pipeline:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            c = self.config
-            options = {"precision": c.precision} if c.precision != "float32" else {}
+            c = self.config  # a factory gets only the options it takes (ExtractorEntry)
             self._extractor = EXTRACTORS.lookup(self.extractor_name)(
                 weights=c.weights, device=self.device, compile=c.compile,
                 batch_size=c.batch_size, use_cache=c.use_cache, trust_pickle=c.trust_pickle,
-                **options)
+                precision=c.precision)
         return self._extractor
+
+    @property
+    def precision(self) -> str:
+        """The network's arithmetic: a given extractor instance's own, else the config's."""
+        return self._extractor.precision if self._extractor is not None \
+            else self.config.precision
 
     @property
     def extra_outputs(self) -> dict[str, int]:
@@ -134,8 +139,7 @@ class Pipeline:
     def uses_adm_statistics(self) -> bool:
         """Whether an ADM reference batch's stored mu/sigma serve FID here: they are TF
         Inception pool3 statistics (float32) of images resized as the ``tf`` protocol does."""
-        return self.is_inception and self.protocol.name == "tf" \
-            and self.config.precision == "float32"
+        return self.is_inception and self.protocol.name == "tf" and self.precision == "float32"
 
     def resolve(self, spec: InputLike, num_images: int | None = None, *,
                 with_labels: bool = False) -> ResolvedInput:
@@ -434,7 +438,7 @@ class Evaluation:
             (dim_s, id_s), (dim_r, id_r) = (self.pipeline.feature_space(r)
                                             for r in (resolved, ref))
             _check_spaces((resolved.label, dim_s, id_s), (ref.label, dim_r, id_r))
-            precision = self.pipeline.config.precision
+            precision = self.pipeline.precision
             if precision != "float32" and (id_s is None) != (id_r is None):
                 unknown = resolved.label if id_s is None else ref.label
                 raise GenbenchError(f"{unknown}: records no network, so it cannot be checked "

@@ -288,8 +288,9 @@ def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
                        default_protocol: str = DEFAULT_PROTOCOL,
                        input_size: int = INCEPTION_SIZE,
                        input_range: str | None = None) -> None:
-    """Make ``factory(weights=, device=, compile=, batch_size=, use_cache=, trust_pickle=)``
-    available as ``--extractor name`` (a factory may ignore options it has no use for;
+    """Make ``factory(weights=, device=, compile=, batch_size=, use_cache=, trust_pickle=,
+    precision=)`` available as ``--extractor name`` (a factory may ignore options it has no
+    use for, and is given only those it takes;
     ``use_cache=False`` must write nothing to the cache). ``input_range`` says which values
     it takes (default: what ``default_protocol`` gives): only protocols giving those are
     accepted with it."""
