@@ -198,9 +198,9 @@ def test_mixed_redoes_only_unproven_rows(monkeypatch):
     redone = []
     redo = manifold._kth_radii_of_rows
 
-    def recording(x, rows, k, block_size, dtype=None):
+    def recording(x, rows, k, block_size, dtype=None, **kw):
         redone.extend(rows.tolist())
-        return redo(x, rows, k, block_size, dtype)
+        return redo(x, rows, k, block_size, dtype, **kw)
 
     monkeypatch.setattr(manifold, "_kth_radii_of_rows", recording)
     assert prdc(real, fake, 3) == prdc(real, fake, 3, dtype="float64")
@@ -255,7 +255,8 @@ def test_mixed_many_duplicates(screen, monkeypatch):
     redo, exact_pass = manifold._kth_radii_of_rows, manifold._kth_radii_exact
     redone = []
     monkeypatch.setattr(manifold, "_kth_radii_of_rows",
-                        lambda x, rows, *a: redone.append(rows.numel()) or redo(x, rows, *a))
+                        lambda x, rows, *a, **kw: redone.append(rows.numel())
+                        or redo(x, rows, *a, **kw))
     monkeypatch.setattr(manifold, "_kth_radii_exact",
                         lambda x, *a: redone.append(x.shape[0]) or exact_pass(x, *a))
     for comparison in ("<", "<="):
