@@ -393,6 +393,31 @@ def test_non_finite_features_rejected():
         prdc(np.zeros((10, 3)), x, 3)
     with pytest.raises(GenbenchError, match="needs more than 3 samples"):
         knn_radii(np.zeros((3, 2)), 3)
+    # finite features whose sum overflows float32 are finite: the one-pass check defers to
+    # the entry-by-entry one, which accepts them (and the float64 path computes)
+    big = (3e38 * np.random.default_rng(0).uniform(0.5, 1.0, (10, 3))).astype(np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(big.sum())
+    big[1, 1] = np.inf
+    with pytest.raises(GenbenchError, match="real features contains NaN or infinite"):
+        prdc(big, big, 3)
+    big[1, 1] = 3e38
+    assert prdc(big, big, 3) == prdc(big, big, 3, dtype="float64")
+
+
+def test_exact_pair_distances_in_chunks_and_empty(monkeypatch):
+    """Pairs run through reused buffers a chunk at a time: a last, partial chunk and an empty
+    request give what the direct float64 computation gives."""
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.standard_normal((50, 16)).astype(np.float32))
+    y = torch.from_numpy(rng.standard_normal((40, 16)).astype(np.float32))
+    rows = torch.from_numpy(rng.integers(0, 50, 23))
+    cols = torch.from_numpy(rng.integers(0, 40, 23))
+    monkeypatch.setattr(manifold, "_EXACT_PAIR_ELEMENTS", 5 * 16)  # chunks of 5 pairs
+    got = manifold._exact_pair_distances(x, y, rows, cols)
+    direct = ((x[rows].double() - y[cols].double()) ** 2).sum(dim=1)
+    assert got.dtype == torch.float64 and torch.allclose(got, direct, rtol=1e-15, atol=0)
+    assert manifold._exact_pair_distances(x, y, rows[:0], cols[:0]).shape == (0,)
 
 
 @pytest.mark.parametrize("scale", [1e20, 1e-20])
