@@ -92,8 +92,8 @@ def test_tiles_stay_within_block(monkeypatch, features, dtype):
         shapes.append((x.shape[0], y.shape[0]))
         return tile64(x, xx, y, yy)
 
-    def recording32(self, rows, other, cols, work=None):
-        out = tile32(self, rows, other, cols, work)
+    def recording32(self, rows, other, cols):
+        out = tile32(self, rows, other, cols)
         shapes.append(tuple(out.shape))
         return out
 
@@ -214,8 +214,8 @@ def test_bfloat16_probe_falls_back_to_float32(monkeypatch, features):
     monkeypatch.setattr(manifold, "fast_bfloat16", lambda device: True)
     tile = manifold._Screen.tile
 
-    def sloppy(self, rows, other, cols, work=None):
-        d2 = tile(self, rows, other, cols, work)
+    def sloppy(self, rows, other, cols):
+        d2 = tile(self, rows, other, cols)
         return d2 * 1.05 if self.dtype == torch.bfloat16 else d2
 
     monkeypatch.setattr(manifold._Screen, "tile", sloppy)
