@@ -4,6 +4,7 @@ process would compute. Without torchrun everything here is a no-op."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -38,7 +39,17 @@ def init_distributed(device: str = "cpu") -> DistContext:
         if use_cuda:  # "cuda" then means this process's own GPU
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        atexit.register(_leave_process_group)
     return DistContext(dist.get_rank(), dist.get_world_size())
+
+
+def _leave_process_group() -> None:
+    """At exit, destroy the group ``init_distributed`` created while the interpreter is still
+    whole: left to interpreter teardown, gloo's worker threads can abort a process that has
+    finished its work ("terminate called without an active exception", SIGABRT; seen once in
+    CI on test_training's two-process run; pytorch/pytorch#190489)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current() -> DistContext:
