@@ -282,8 +282,11 @@ class _Screen:
                  center: torch.Tensor | None = None):
         self.exact, self.dtype, self.n = exact, dtype, exact.shape[0]
         self.exact_norms = exact_norms
-        as_is = dtype == exact.dtype and center is None  # float32 features: no copy
-        self.low = exact if as_is else torch.empty(exact.shape, dtype=dtype, device=exact.device)
+        if dtype == exact.dtype and center is None:  # float32 features: no copy, no rounding
+            self.low, self.norms, self.eps = exact, exact_norms, 0.0
+            self.norms32 = exact_norms.to(torch.float32)
+            return
+        self.low = torch.empty(exact.shape, dtype=dtype, device=exact.device)
         norms, eps = [], []
         chunk = max(1, _EXACT_PAIR_ELEMENTS // exact.shape[1])
         for start in range(0, self.n, chunk):
@@ -291,8 +294,7 @@ class _Screen:
             if center is not None:
                 x -= center
             rounded = x.to(dtype)
-            if not as_is:
-                self.low[start:start + chunk] = rounded
+            self.low[start:start + chunk] = rounded
             norms.append(_squared_norms(x))
             err = _squared_norms(x - rounded.double()).sqrt()
             eps.append(err / norms[-1].sqrt().clamp_min(1e-300))
